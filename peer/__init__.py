@@ -1,0 +1,1 @@
+"""p2pcall Python peer (aiortc)."""

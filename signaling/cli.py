@@ -1,0 +1,72 @@
+"""``p2pcall-signaling`` / ``python -m signaling``: run the hub until interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from .config import Config, ConfigError, config_from_args
+from .server import create_app
+
+log = logging.getLogger("signaling")
+
+
+async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
+    """Serve until cancelled (or SIGINT/SIGTERM); log the real bound URL."""
+    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        for host, port, *_ in runner.addresses:
+            shown = f"[{host}]" if ":" in host else host
+            log.info("p2pcall hub listening on http://%s:%s", shown, port)
+        if ready is not None:
+            ready.set()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+    else:
+        uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = config_from_args(argv)
+    except ConfigError as exc:
+        print(f"p2pcall-signaling: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        _run(serve(config))
+    except OSError as exc:
+        print(
+            f"p2pcall-signaling: cannot listen on {config.host}:{config.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,81 @@
+"""A python-socketio server whose handlers run to completion, in arrival order.
+
+Stock python-socketio runs each event handler as its own task and emits through
+one more task per recipient, so two messages can leave in a different order
+than they arrived, depending on scheduling. Our handlers are synchronous calls
+into the pure room core; this subclass runs them inline in the socket's read
+loop and puts their replies (ack and relays) straight onto the Engine.IO send
+queues, with no await in between. Order and exactly-once then follow from the
+code, not from luck, and the per-event task and ``wait_for`` overhead is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
+
+log = logging.getLogger(__name__)
+
+Dispatch = Callable[[str, str, list[Any]], dict[str, Any]]
+NAMESPACE = "/"
+
+
+class OrderedServer(socketio.AsyncServer):
+    """``AsyncServer`` with synchronous dispatch and synchronous sends.
+
+    ``dispatch(sid, event, args)`` returns the ack value; it may call
+    :meth:`send_now` for relays. ``on_connected(sid)`` runs right after the
+    CONNECT packet is queued, so its sends reach the client after it.
+    """
+
+    def __init__(self, dispatch: Dispatch, on_connected: Callable[[str], None], **kwargs: Any):
+        kwargs.setdefault("async_handlers", False)
+        super().__init__(**kwargs)
+        self._dispatch = dispatch
+        self._on_connected = on_connected
+
+    def send_now(self, sid: str, event: str, payload: Any) -> bool:
+        """Queue one event for ``sid`` without yielding; False if it is gone."""
+        encoded = self.packet_class(
+            sio_packet.EVENT, namespace=NAMESPACE, data=[event, payload]
+        ).encode()
+        return self._queue(sid, encoded)
+
+    def _queue(self, sid: str, encoded: Any) -> bool:
+        eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
+        socket = self.eio.sockets.get(eio_sid) if eio_sid else None
+        if socket is None or socket.closed or socket.closing:
+            return False
+        socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, encoded))
+        return True
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        await super()._handle_connect(eio_sid, namespace, data)
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE)
+        if sid is not None and self.manager.is_connected(sid, namespace or NAMESPACE):
+            self._on_connected(sid)
+
+    async def _handle_event(
+        self, eio_sid: str, namespace: str | None, id: int | None, data: Any
+    ) -> None:
+        namespace = namespace or NAMESPACE
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
+            return
+        if namespace != NAMESPACE:
+            return
+        if isinstance(data, list) and data and isinstance(data[0], str):
+            event, args = data[0], data[1:]
+        else:
+            event, args = "", []
+        ack = self._dispatch(sid, event, args)
+        if id is not None:
+            encoded = self.packet_class(
+                sio_packet.ACK, namespace=namespace, id=id, data=[ack]
+            ).encode()
+            self._queue(sid, encoded)

@@ -1,0 +1,100 @@
+"""Shared fixtures: a real hub, in-process (``hub``) or as a subprocess (``hub_process``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from signaling import Config, Hub, create_app
+from signaling.server import HUB_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@dataclass
+class RunningHub:
+    url: str
+    hub: Hub
+    config: Config
+
+
+async def start_hub(config: Config) -> tuple[RunningHub, web.AppRunner]:
+    app = create_app(replace(config, port=0))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return RunningHub(f"http://127.0.0.1:{port}", app[HUB_KEY], config), runner
+
+
+@pytest.fixture
+def hub_config() -> Config:
+    """Override in a test module to start the hub with other settings."""
+    return Config(port=0)
+
+
+@pytest.fixture
+async def hub(hub_config: Config) -> AsyncIterator[RunningHub]:
+    running, runner = await start_hub(hub_config)
+    try:
+        yield running
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class HubProcess:
+    url: str
+    process: subprocess.Popen[str]
+
+
+def spawn_hub(*args: str) -> HubProcess:
+    """Run ``python -m signaling --port 0`` and read the bound URL from its log."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signaling", "--port", "0", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        m = re.search(r"listening on (http://\S+)", line)
+        if m:
+            # keep draining its log so a chatty hub never blocks on a full pipe
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            return HubProcess(m.group(1), proc)
+    proc.wait(5)
+    raise RuntimeError(f"hub exited with {proc.returncode} before listening")
+
+
+@pytest.fixture(scope="session")
+def hub_process() -> Iterator[HubProcess]:
+    hp = spawn_hub()
+    try:
+        yield hp
+    finally:
+        hp.process.terminate()
+        hp.process.wait(10)
+
+
+@pytest.fixture
+def artifacts_dir(request: pytest.FixtureRequest) -> Path:
+    """Per-test folder under ``test-artifacts/`` for screenshots and recordings."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
+    path = ARTIFACTS / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
