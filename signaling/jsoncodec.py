@@ -1,7 +1,8 @@
 """JSON for python-socketio: orjson when installed (about 3x faster), else stdlib.
 
 python-socketio calls ``dumps(data, separators=...)`` and ``loads(text)``; this
-module offers exactly that pair.
+module offers exactly that pair, falling back to the stdlib for what orjson
+refuses, so both accept the same documents.
 """
 
 from __future__ import annotations
@@ -19,11 +20,17 @@ except ImportError:  # pragma: no cover - orjson is an optional speed-up
 
 def dumps(data: Any, **_: Any) -> str:
     if orjson is not None:
-        return orjson.dumps(data).decode()
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:  # integers beyond 64 bits, exotic types: the stdlib copes
+            pass
     return json.dumps(data, separators=(",", ":"))
 
 
 def loads(text: str | bytes) -> Any:
     if orjson is not None:
-        return orjson.loads(text)
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:  # e.g. integers beyond 64 bits; stdlib decides
+            pass
     return json.loads(text)

@@ -17,7 +17,8 @@ from typing import Any
 
 import socketio
 from engineio import packet as eio_packet
-from socketio import packet as sio_packet
+
+from .fastws import LeanWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,20 @@ class OrderedServer(socketio.AsyncServer):
         super().__init__(**kwargs)
         self._dispatch = dispatch
         self._on_connected = on_connected
+        self._dumps = self.packet_class.json.dumps
+        self._loads = self.packet_class.json.loads
+        if self.eio.async_mode == "aiohttp":
+            # a copy: the driver table is shared by every Engine.IO server
+            self.eio._async = {**self.eio._async, "websocket": LeanWebSocket}
 
     def send_now(self, sid: str, event: str, payload: Any) -> bool:
-        """Queue one event for ``sid`` without yielding; False if it is gone."""
-        encoded = self.packet_class(
-            sio_packet.EVENT, namespace=NAMESPACE, data=[event, payload]
-        ).encode()
-        return self._queue(sid, encoded)
+        """Queue one event for ``sid`` without yielding; False if it is gone.
+
+        The Socket.IO text encoding of an event on ``/`` is ``2`` + JSON
+        ``[event, payload]``; payloads here come from JSON, so they never hold
+        the binary attachments python-socketio would scan every packet for.
+        """
+        return self._queue(sid, "2" + self._dumps([event, payload]))
 
     def _queue(self, sid: str, encoded: Any) -> bool:
         eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
@@ -60,9 +68,28 @@ class OrderedServer(socketio.AsyncServer):
         if sid is not None and self.manager.is_connected(sid, namespace or NAMESPACE):
             self._on_connected(sid)
 
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        """Fast path for text EVENT packets on ``/``: ``2[id][...]``; the rest as stock."""
+        if type(data) is str and data[:1] == "2" and eio_sid not in self._binary_packet:
+            at = 1
+            while data[at : at + 1].isdigit():
+                at += 1
+            if data[at : at + 1] == "[":
+                try:
+                    args = self._loads(data[at:])
+                except ValueError:
+                    pass  # the stock decoder raises the same error, where it is logged
+                else:
+                    self._event_now(eio_sid, NAMESPACE, int(data[1:at]) if at > 1 else None, args)
+                    return
+        await super()._handle_eio_message(eio_sid, data)
+
     async def _handle_event(
         self, eio_sid: str, namespace: str | None, id: int | None, data: Any
     ) -> None:
+        self._event_now(eio_sid, namespace, id, data)
+
+    def _event_now(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         namespace = namespace or NAMESPACE
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if sid is None or not self.manager.is_connected(sid, namespace):
@@ -75,7 +102,4 @@ class OrderedServer(socketio.AsyncServer):
             event, args = "", []
         ack = self._dispatch(sid, event, args)
         if id is not None:
-            encoded = self.packet_class(
-                sio_packet.ACK, namespace=namespace, id=id, data=[ack]
-            ).encode()
-            self._queue(sid, encoded)
+            self._queue(sid, f"3{id}" + self._dumps([ack]))

@@ -251,7 +251,14 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await task
     except asyncio.CancelledError:
         pass
-    await hub.sio.shutdown()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On shutdown, close every client first so the server need not wait for them."""
+    sio = app[HUB_KEY].sio
+    if sio.eio.sockets:
+        await sio.eio.disconnect()
+    await sio.shutdown()
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -303,4 +310,5 @@ def create_app(config: Config | None = None) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     _static_routes(app, config.static_dir)
     app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_close_sockets)
     return app

@@ -10,6 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 import pytest
 from aiohttp import web
@@ -30,7 +31,7 @@ class RunningHub:
 
 async def start_hub(config: Config) -> tuple[RunningHub, web.AppRunner]:
     app = create_app(replace(config, port=0))
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -57,6 +58,21 @@ async def hub(hub_config: Config) -> AsyncIterator[RunningHub]:
 class HubProcess:
     url: str
     process: subprocess.Popen[str]
+    log: list[str]
+    reader: threading.Thread
+
+    def stop(self) -> str:
+        """Terminate it and return everything it logged."""
+        self.process.terminate()
+        self.process.wait(10)
+        self.reader.join(10)
+        return "".join(self.log)
+
+
+def _drain(stream: IO[str], log: list[str]) -> None:
+    """Collect a child's log to its end, then close it (no unclosed-pipe warning)."""
+    with stream:
+        log.extend(stream)
 
 
 def spawn_hub(*args: str) -> HubProcess:
@@ -71,12 +87,15 @@ def spawn_hub(*args: str) -> HubProcess:
         cwd=ROOT,
     )
     assert proc.stderr is not None
+    log: list[str] = []
     for line in proc.stderr:
+        log.append(line)
         m = re.search(r"listening on (http://\S+)", line)
         if m:
             # keep draining its log so a chatty hub never blocks on a full pipe
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
-            return HubProcess(m.group(1), proc)
+            reader = threading.Thread(target=_drain, args=(proc.stderr, log), daemon=True)
+            reader.start()
+            return HubProcess(m.group(1), proc, log, reader)
     proc.wait(5)
     raise RuntimeError(f"hub exited with {proc.returncode} before listening")
 
@@ -87,8 +106,7 @@ def hub_process() -> Iterator[HubProcess]:
     try:
         yield hp
     finally:
-        hp.process.terminate()
-        hp.process.wait(10)
+        hp.stop()
 
 
 @pytest.fixture

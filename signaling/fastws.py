@@ -1,0 +1,126 @@
+"""A lean Engine.IO WebSocket transport for aiohttp.
+
+python-engineio's WebSocket loop wraps every received frame in a new task plus
+``asyncio.wait_for`` and decodes it into a ``Packet`` before handing it to
+Socket.IO through a generic ``_trigger_event``; its writer waits on the send
+queue with another ``wait_for`` per batch. Profiles of the hub under call load
+show that bookkeeping, not our handlers, is where the CPU goes. This transport
+does the same job with a plain read loop: MESSAGE frames go straight to the
+Socket.IO message handler, the rest (PONG, CLOSE, ...) through the stock
+``socket.receive``; the writer waits on the queue without a timer. Reads carry
+no timer either: python-engineio's service task already closes sockets whose
+client stopped answering pings, and the writer then closes the WebSocket,
+which ends the read loop. It also turns
+permessage-deflate off: signaling messages are small and compressing each one
+costs more CPU than the bytes it saves on a LAN or loopback.
+
+Connections that start on long-polling and upgrade keep python-engineio's own
+handler, which speaks the upgrade probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from engineio import packet
+
+log = logging.getLogger(__name__)
+
+
+class LeanWebSocket:
+    """Drop-in for ``engineio.async_drivers.aiohttp.WebSocket``."""
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        self.handler = handler
+        self.server = server
+        self._sock: web.WebSocketResponse | None = None
+        self.environ: dict[str, Any] = {}
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request = environ["aiohttp.request"]
+        ws = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await ws.prepare(request)
+        self._sock = ws
+        self.environ = environ
+        socket = getattr(self.handler, "__self__", None)
+        if socket is None or socket.connected:
+            await self.handler(self)  # an upgrade from long-polling
+        else:
+            await serve_socket(socket, ws, self.server)
+        return ws
+
+    # The stock handler's interface, used for upgrades from long-polling.
+    async def close(self) -> None:
+        assert self._sock is not None
+        await self._sock.close()
+
+    async def send(self, message: str | bytes) -> None:
+        assert self._sock is not None
+        if isinstance(message, bytes):
+            await self._sock.send_bytes(message)
+        else:
+            await self._sock.send_str(message)
+
+    async def wait(self) -> str | bytes:
+        assert self._sock is not None
+        msg = await self._sock.receive()
+        if not isinstance(msg.data, str | bytes):
+            raise OSError()
+        return msg.data
+
+
+async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> None:
+    """Run one Engine.IO socket over ``ws`` until either side closes it."""
+    socket.connected = True
+    socket.upgraded = True
+    writer = asyncio.ensure_future(_write(socket, ws))
+    on_message = server.handlers.get("message")
+    sid = socket.sid
+    try:
+        while True:
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT:
+                data: str = msg.data
+                if data[:1] == "4" and on_message is not None:
+                    try:
+                        await on_message(sid, data[1:])
+                    except Exception:
+                        log.exception("sid=%s message handler failed", sid)
+                    continue
+            elif kind is not WSMsgType.BINARY:
+                break  # CLOSE, CLOSED, ERROR (including a frame over the size limit)
+            try:
+                await socket.receive(packet.Packet(encoded_packet=msg.data))
+            except Exception as exc:
+                if type(exc).__name__ == "SocketIsClosedError":
+                    break
+                log.debug("sid=%s dropped a bad Engine.IO packet: %r", sid, exc)
+    finally:
+        await socket.queue.put(None)  # unlock the writer so it can exit
+        await writer
+        await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+
+async def _write(socket: Any, ws: web.WebSocketResponse) -> None:
+    queue: asyncio.Queue[Any] = socket.queue
+    try:
+        while True:
+            pkt = await queue.get()
+            queue.task_done()
+            if pkt is None:
+                break
+            encoded = pkt.encode()
+            if isinstance(encoded, bytes):
+                await ws.send_bytes(encoded)
+            else:
+                await ws.send_str(encoded)
+            if pkt.packet_type == packet.CLOSE:
+                break  # closing the WebSocket ends the read loop too
+    except Exception:
+        pass  # the peer went away; the read loop ends the socket
+    finally:
+        await ws.close()

@@ -1,0 +1,80 @@
+"""A recording Socket.IO test client: every hub→client event lands in one ordered queue."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import socketio
+
+HUB_EVENTS = ("offer", "answer", "candidate", "hangup", "rooms")
+TIMEOUT = 10.0
+
+
+class Party:
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.welcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.sio.on("welcome", self._on_welcome)
+        self.sio.on("*", self._on_any)
+
+    def _on_welcome(self, data: dict[str, Any]) -> None:
+        if not self.welcome.done():
+            self.welcome.set_result(data)
+
+    def _on_any(self, event: str, data: Any = None) -> None:
+        self.events.put_nowait((event, data))
+
+    async def connect(self, url: str, **auth: Any) -> Party:
+        await self.sio.connect(url, auth=auth or None, transports=["websocket"], wait_timeout=10)
+        await asyncio.wait_for(self.welcome, TIMEOUT)
+        return self
+
+    async def call(self, event: str, *args: Any) -> Any:
+        return await self.sio.call(event, *args, timeout=TIMEOUT)
+
+    async def next(self, event: str | None = None) -> Any:
+        name, data = await asyncio.wait_for(self.events.get(), TIMEOUT)
+        if event is not None:
+            assert name == event, f"expected {event!r}, got {name!r} {data!r}"
+        return data
+
+    async def nothing_more(self, settle: float = 0.3) -> None:
+        """Assert no further event arrives: after a round trip, and a short settle time."""
+        await self.call("rooms", {})
+        await asyncio.sleep(settle)
+        assert self.events.empty(), f"unexpected event {self.events.get_nowait()!r}"
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+async def party(url: str, **auth: Any) -> Party:
+    return await Party().connect(url, **auth)
+
+
+def offer(room: str, sdp: str = "v=0\r\noffer\r\n", **extra: Any) -> dict[str, Any]:
+    return {"room": room, "description": {"type": "offer", "sdp": sdp}, **extra}
+
+
+def answer(room: str, sdp: str = "v=0\r\nanswer\r\n") -> dict[str, Any]:
+    return {"room": room, "description": {"type": "answer", "sdp": sdp}}
+
+
+def cand(i: int, ufrag: bool = False) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "candidate": f"candidate:{i} 1 udp 2122260223 127.0.0.1 {40000 + i} typ host",
+        "sdpMid": "0",
+        "sdpMLineIndex": 0,
+    }
+    if ufrag:
+        c["usernameFragment"] = "abcd"
+    return c
+
+
+def error_code(ack: Any) -> str:
+    assert isinstance(ack, dict) and ack.get("ok") is False, ack
+    assert isinstance(ack["error"]["message"], str) and ack["error"]["message"]
+    return str(ack["error"]["code"])

@@ -1,0 +1,188 @@
+"""Bad input of every kind: a clear error ack, nothing else changes, the hub stays up."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import RunningHub
+
+from .client import Party, answer, cand, error_code, offer, party
+
+EVENTS = ("offer", "join", "answer", "candidate", "hangup", "rooms")
+
+BAD: list[tuple[str, Any, str]] = [
+    ("offer", "not an object", "invalid"),
+    ("offer", ["room", "x"], "invalid"),
+    ("offer", None, "invalid"),
+    ("offer", {}, "invalid"),
+    ("offer", {"room": "ok"}, "invalid"),
+    ("offer", {"room": "bad room!", "description": {"type": "offer", "sdp": ""}}, "invalid"),
+    ("offer", {"room": "", "description": {"type": "offer", "sdp": ""}}, "invalid"),
+    ("offer", {"room": "r" * 65, "description": {"type": "offer", "sdp": ""}}, "invalid"),
+    ("offer", {"room": 5, "description": {"type": "offer", "sdp": ""}}, "invalid"),
+    ("offer", {"room": "ok", "description": {"type": "answer", "sdp": ""}}, "invalid"),
+    ("offer", {"room": "ok", "description": {"type": "offer", "sdp": 5}}, "invalid"),
+    ("offer", {"room": "ok", "description": "v=0"}, "invalid"),
+    ("offer", {"room": "ok", "description": {"type": "offer", "sdp": "x" * 65537}}, "too_large"),
+    ("join", {}, "invalid"),
+    ("join", {"room": ["x"]}, "invalid"),
+    ("join", {"room": "über"}, "invalid"),
+    ("answer", {"room": "ok", "description": {"type": "offer", "sdp": ""}}, "invalid"),
+    ("answer", {"room": "nowhere", "description": {"type": "answer", "sdp": ""}}, "not_in_room"),
+    ("candidate", {"room": "ok"}, "invalid"),
+    ("candidate", {"room": "ok", "candidate": "candidate:1"}, "invalid"),
+    ("candidate", {"room": "ok", "candidate": {"sdpMid": "0"}}, "invalid"),
+    ("candidate", {"room": "ok", "candidate": {"candidate": "c", "sdpMLineIndex": "0"}}, "invalid"),
+    (
+        "candidate",
+        {"room": "ok", "candidate": {"candidate": "c", "sdpMLineIndex": True}},
+        "invalid",
+    ),
+    ("candidate", {"room": "ok", "candidate": {"candidate": "c", "sdpMid": 0}}, "invalid"),
+    ("candidate", {"room": "ok", "candidate": {"candidate": "c" * 1025}}, "too_large"),
+    ("candidate", {"room": "nowhere", "candidate": None}, "not_in_room"),
+    ("hangup", {"room": "nowhere"}, "not_in_room"),
+    ("hangup", 42, "invalid"),
+    ("rooms", "all", "invalid"),
+    ("dance", {}, "unknown_event"),
+    ("connect", {}, "unknown_event"),
+]
+
+
+@pytest.fixture
+async def call_in_progress(hub: RunningHub) -> Any:
+    """A live call in room ``live`` whose parties must never notice the bad input."""
+    caller, answerer = await party(hub.url), await party(hub.url)
+    await caller.call("offer", offer("live"))
+    await answerer.call("join", {"room": "live"})
+    yield caller, answerer
+    await caller.nothing_more()
+    await answerer.nothing_more()
+    await answerer.call("answer", answer("live"))
+    assert await caller.next("answer") == answer("live")
+    await caller.close()
+    await answerer.close()
+
+
+@pytest.mark.parametrize(("event", "payload", "code"), BAD)
+async def test_bad_payload_gets_clear_error(
+    hub: RunningHub, call_in_progress: Any, event: str, payload: Any, code: str
+) -> None:
+    p = await party(hub.url)
+    await p.call("offer", offer("ok"))
+    before = len(hub.hub.rooms)
+    ack = await p.call(event, payload)
+    assert error_code(ack) == code
+    message = ack["error"]["message"]
+    assert len(message) < 300
+    assert "x" * 50 not in message and "c" * 50 not in message  # never echoes bodies
+    assert len(hub.hub.rooms) == before
+    await p.close()
+
+
+async def test_event_without_arguments_or_with_extra_arguments(hub: RunningHub) -> None:
+    p = await party(hub.url)
+    assert error_code(await p.sio.call("join", timeout=10)) == "invalid"
+    ack = await p.sio.call("join", ({"room": "a"}, "extra"), timeout=10)
+    assert ack["ok"] is True
+    await p.close()
+
+
+async def test_events_without_ack_are_processed_and_failures_only_logged(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="signaling")
+    caller, answerer = await party(hub.url), await party(hub.url)
+    await caller.sio.emit("offer", offer("noack"))
+    await caller.sio.emit("candidate", {"room": "noack", "candidate": cand(1)})
+    await caller.sio.emit("offer", "garbage")
+    await caller.sio.emit("nonsense", {"x": 1})
+    await caller.call("rooms", {})  # a round trip: everything emitted before it is handled
+    ack = await answerer.call("join", {"room": "noack"})
+    assert ack["offer"] == offer("noack")["description"]
+    assert ack["candidates"] == [cand(1)]
+    assert "payload must be a JSON object" in caplog.text
+    await caller.close()
+    await answerer.close()
+
+
+async def test_oversized_message_closes_only_that_socket(
+    hub: RunningHub, call_in_progress: Any
+) -> None:
+    big = await party(hub.url)
+    await big.sio.emit("offer", offer("huge", sdp="x" * 1_000_000))
+    await big.sio.sleep(0.5)
+    other = await party(hub.url)
+    assert (await other.call("rooms", {}))["ok"] is True
+    assert hub.hub.rooms.get("huge") is None
+    await big.close()
+    await other.close()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    data=st.lists(
+        st.tuples(
+            st.sampled_from((*EVENTS, "bogus", "")),
+            st.recursive(
+                st.none()
+                | st.booleans()
+                | st.integers()
+                | st.floats(allow_nan=False)
+                | st.text(max_size=70),
+                lambda children: (
+                    st.lists(children, max_size=4)
+                    | st.dictionaries(
+                        st.sampled_from(
+                            ["room", "description", "candidate", "type", "sdp", "sdpMid", "watch"]
+                        )
+                        | st.text(max_size=5),
+                        children,
+                        max_size=4,
+                    )
+                ),
+                max_leaves=10,
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+async def test_random_payloads_never_break_the_hub(hub: RunningHub, data: Any) -> None:
+    fuzzer = await party(hub.url)
+    try:
+        for event, payload in data:
+            if event in ("connect", "disconnect"):
+                continue
+            ack = await fuzzer.sio.call(event, payload, timeout=10)
+            assert isinstance(ack, dict) and isinstance(ack.get("ok"), bool), ack
+            if not ack["ok"]:
+                assert ack["error"]["code"] and ack["error"]["message"]
+    finally:
+        await fuzzer.close()
+    await assert_normal_call_works(hub.url)
+
+
+async def assert_normal_call_works(url: str) -> None:
+    caller: Party = await party(url)
+    answerer: Party = await party(url)
+    room = f"normal-{id(caller)}"
+    await caller.call("offer", offer(room))
+    await caller.call("candidate", {"room": room, "candidate": cand(0)})
+    ack = await answerer.call("join", {"room": room})
+    assert ack["candidates"] == [cand(0)]
+    await answerer.call("answer", answer(room))
+    assert await caller.next("answer") == answer(room)
+    await caller.call("hangup", {"room": room})
+    assert await answerer.next("hangup") == {"room": room, "reason": "hangup"}
+    await caller.close()
+    await answerer.close()

@@ -1,0 +1,119 @@
+"""The hub's settings and command line, in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from signaling.cli import main
+from signaling.config import Config, ConfigError, config_from_args, parse_ice_server
+from tests.conftest import ROOT, spawn_hub
+
+
+def test_defaults() -> None:
+    assert config_from_args([], environ={}) == Config()
+
+
+def test_flags_win_over_environment() -> None:
+    env = {
+        "SIGNALING_HOST": "0.0.0.0",
+        "SIGNALING_PORT": "9000",
+        "SIGNALING_OFFER_TTL": "30",
+        "SIGNALING_TOKEN": "from-env",
+        "SIGNALING_ICE_SERVERS": "stun:127.0.0.1:3478 turn:u:p@127.0.0.1:3478",
+        "SIGNALING_LOG_LEVEL": "DEBUG",
+    }
+    cfg = config_from_args([], environ=env)
+    assert (cfg.host, cfg.port, cfg.offer_ttl, cfg.token, cfg.log_level) == (
+        "0.0.0.0",
+        9000,
+        30.0,
+        "from-env",
+        "debug",
+    )
+    assert cfg.ice_servers == (
+        {"urls": ["stun:127.0.0.1:3478"]},
+        {"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "p"},
+    )
+    cfg = config_from_args(["--port", "0", "--token", "flag", "--ice-server", "stun:h"], env)
+    assert cfg.port == 0 and cfg.token == "flag" and cfg.ice_servers == ({"urls": ["stun:h"]},)
+
+
+def test_token_is_not_in_repr() -> None:
+    assert "hunter2" not in repr(Config(token="hunter2"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--port", "abc"], "--port"),
+        (["--port", "70000"], "--port"),
+        (["--port", "-1"], "--port"),
+        (["--offer-ttl", "0"], "--offer-ttl"),
+        (["--offer-ttl", "soon"], "--offer-ttl"),
+        (["--ice-server", "http://example"], "--ice-server"),
+        (["--ice-server", "turn:user@host"], "--ice-server"),
+        (["--ice-server", "stun:u:p@host"], "--ice-server"),
+        (["--log-level", "loud"], "--log-level"),
+        (["--token", ""], "--token"),
+        (["--host", ""], "--host"),
+    ],
+)
+def test_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{flag}:"):
+        config_from_args(argv, environ={})
+
+
+def test_bad_environment_value_names_the_flag() -> None:
+    with pytest.raises(ConfigError, match=r"^--port:"):
+        config_from_args([], environ={"SIGNALING_PORT": "eighty"})
+
+
+def test_turn_url_with_query() -> None:
+    assert parse_ice_server("turn:al%40ice:se:cret@127.0.0.1:3478?transport=tcp") == {
+        "urls": ["turn:127.0.0.1:3478?transport=tcp"],
+        "username": "al@ice",
+        "credential": "se:cret",
+    }
+
+
+def test_main_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--port", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["p2pcall-signaling: --port: expected an integer, got 'nope'"]
+
+
+def test_subprocess_serves_and_logs_bound_url_without_secrets() -> None:
+    hp = spawn_hub("--token", "topsecret", "--ice-server", "turn:bob:pw123@127.0.0.1:3478")
+    try:
+        with urllib.request.urlopen(f"{hp.url}/healthz", timeout=10) as resp:
+            health = json.load(resp)
+        assert health["status"] == "ok" and health["sockets"] == 0
+        with urllib.request.urlopen(f"{hp.url}/", timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        err = hp.stop()
+    assert hp.process.returncode == 0
+    assert "listening on http://127.0.0.1:" in err
+    assert "topsecret" not in err and "pw123" not in err
+
+
+def test_subprocess_port_in_use_is_one_clear_line() -> None:
+    hp = spawn_hub()
+    port = hp.url.rsplit(":", 1)[1]
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "signaling", "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+        )
+    finally:
+        hp.stop()
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr.strip().splitlines()[-1]
