@@ -1,0 +1,217 @@
+"""Peer settings: one frozen ``PeerConfig`` built from flags with ``PEER_*`` fallbacks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from signaling.config import ConfigError, parse_ice_server
+
+from .call import CODECS, Role
+from .errors import UsageError
+from .sinks import check_record_path
+from .testsrc import check_size
+
+ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ROLES = ("caller", "answerer")
+VIDEO_KINDS = "testsrc, webcam, webcam:N, webcam:/dev/videoN, none or a video file"
+AUDIO_KINDS = "tone, none or an audio file"
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    server: str = "http://127.0.0.1:8080"
+    room: str = ""
+    role: Role = "caller"
+    name: str = "python-peer"
+    token: str | None = field(default=None, repr=False)
+    video: str = "testsrc"
+    audio: str = "none"
+    size: tuple[int, int] = (640, 480)
+    fps: float = 30.0
+    codec: str = "vp8"
+    duration: float | None = None
+    timeout: float = 30.0
+    show: bool = False
+    record: Path | None = None
+    stats_json: str | None = None
+    ice_servers: tuple[dict[str, Any], ...] | None = None
+    chat: bool = False
+    verbose: int = 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="p2pcall-peer",
+        description="Make one WebRTC call through a p2pcall hub, as caller or answerer. "
+        "Exit codes: 0 call completed, 2 usage, 3 signaling failure, 4 media/ICE failure "
+        "or timeout.",
+    )
+    add = p.add_argument
+    add("--server", help="hub URL (env PEER_SERVER; default http://127.0.0.1:8080)")
+    add("--room", help="room name, 1-64 of A-Z a-z 0-9 _ - (env PEER_ROOM; required)")
+    add("--role", help="caller or answerer (env PEER_ROLE; required)")
+    add("--name", help="display name shown to others (env PEER_NAME; default python-peer)")
+    add("--token", help="hub access token (env PEER_TOKEN; default none)")
+    add("--video", help=f"video source: {VIDEO_KINDS} (env PEER_VIDEO; default testsrc)")
+    add("--audio", help=f"audio source: {AUDIO_KINDS} (env PEER_AUDIO; default none)")
+    add("--size", help="video size WxH (env PEER_SIZE; default 640x480)")
+    add("--fps", help="frames per second sent (env PEER_FPS; default 30)")
+    add(
+        "--codec",
+        help="video codec the caller offers first, vp8 or h264; the answerer follows the "
+        "offer (env PEER_CODEC; default vp8)",
+    )
+    add("--duration", help="hang up S seconds after connecting (env PEER_DURATION; default never)")
+    add("--timeout", help="fail if not connected after S seconds (env PEER_TIMEOUT; default 30)")
+    add("--show", action="store_true", default=None, help="show remote video (env PEER_SHOW)")
+    add("--record", help="record remote media to .mp4/.webm/.mkv (env PEER_RECORD; default off)")
+    add(
+        "--stats-json",
+        help="write call stats at exit to PATH, or - for stdout (env PEER_STATS_JSON)",
+    )
+    add(
+        "--ice-server",
+        action="append",
+        help="STUN/TURN URL, repeatable, turn:USER:SECRET@HOST:PORT; overrides the hub's list "
+        "(env PEER_ICE_SERVERS, space-separated; default: the hub's)",
+    )
+    add(
+        "--chat", action="store_true", default=None, help="send stdin lines as chat (env PEER_CHAT)"
+    )
+    add("-v", "--verbose", action="count", default=None, help="more logging; -vv for debug")
+    return p
+
+
+def _number(flag: str, text: str, *, zero: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{flag}: expected a number, got {text!r}") from None
+    if not value == value or value < 0 or (value == 0 and not zero) or value == float("inf"):
+        raise UsageError(f"{flag}: must be a number {'>= 0' if zero else '> 0'}, got {text!r}")
+    return value
+
+
+def _flag(flag: str, text: str) -> bool:
+    if text.lower() in TRUE:
+        return True
+    if text.lower() in FALSE:
+        return False
+    raise UsageError(f"{flag}: expected one of {', '.join(TRUE + FALSE[:-1])}, got {text!r}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d{1,5})[xX](\d{1,5})", text.strip())
+    if not m:
+        raise UsageError(f"--size: expected WxH such as 640x480, got {text!r}")
+    width, height = int(m.group(1)), int(m.group(2))
+    try:
+        check_size(width, height)
+    except ValueError as exc:
+        raise UsageError(f"--size: {exc}") from None
+    if width > 3840 or height > 2160:
+        raise UsageError(f"--size: at most 3840x2160, got {text!r}")
+    return width, height
+
+
+def check_video(spec: str) -> str:
+    if spec in ("testsrc", "none", "webcam"):
+        return spec
+    if spec.startswith("webcam:") and spec != "webcam:":
+        return spec
+    if Path(spec).is_file():
+        return spec
+    raise UsageError(f"--video: {spec!r} is neither a source nor a file; use {VIDEO_KINDS}")
+
+
+def check_audio(spec: str) -> str:
+    if spec in ("tone", "none") or Path(spec).is_file():
+        return spec
+    raise UsageError(f"--audio: {spec!r} is neither a source nor a file; use {AUDIO_KINDS}")
+
+
+def config_from_args(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> PeerConfig:
+    """Flags win over ``PEER_*`` variables, which win over defaults."""
+    env = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+
+    def pick(value: Any, name: str) -> Any:
+        return value if value is not None else env.get(f"PEER_{name}")
+
+    kw: dict[str, Any] = {}
+    server = pick(args.server, "SERVER")
+    if server is not None:
+        if not re.match(r"^https?://[^/\s]+", server):
+            raise UsageError(f"--server: expected an http:// or https:// URL, got {server!r}")
+        kw["server"] = server
+    room = pick(args.room, "ROOM")
+    if room is None:
+        raise UsageError("--room: required (a name of 1-64 letters, digits, _ or -)")
+    if not ROOM_PATTERN.match(room):
+        raise UsageError(f"--room: {room!r} is malformed; use 1-64 of A-Z a-z 0-9 _ -")
+    kw["room"] = room
+    role = pick(args.role, "ROLE")
+    if role not in ROLES:
+        got = "missing" if role is None else f"got {role!r}"
+        raise UsageError(f"--role: expected caller or answerer, {got}")
+    kw["role"] = role
+    if (name := pick(args.name, "NAME")) is not None:
+        if not 1 <= len(name) <= 64:
+            raise UsageError("--name: must be 1-64 characters")
+        kw["name"] = name
+    if (token := pick(args.token, "TOKEN")) is not None:
+        kw["token"] = token or None
+    if (video := pick(args.video, "VIDEO")) is not None:
+        kw["video"] = check_video(video)
+    if (audio := pick(args.audio, "AUDIO")) is not None:
+        kw["audio"] = check_audio(audio)
+    if (size := pick(args.size, "SIZE")) is not None:
+        kw["size"] = parse_size(size)
+    if (fps := pick(args.fps, "FPS")) is not None:
+        kw["fps"] = _number("--fps", fps)
+        if kw["fps"] > 60:
+            raise UsageError(f"--fps: at most 60, got {fps!r}")
+    if (codec := pick(args.codec, "CODEC")) is not None:
+        if codec.lower() not in CODECS:
+            raise UsageError(f"--codec: expected vp8 or h264, got {codec!r}")
+        kw["codec"] = codec.lower()
+    if (duration := pick(args.duration, "DURATION")) is not None:
+        kw["duration"] = _number("--duration", duration)
+    if (timeout := pick(args.timeout, "TIMEOUT")) is not None:
+        kw["timeout"] = _number("--timeout", timeout)
+    if args.show is not None or "PEER_SHOW" in env:
+        kw["show"] = True if args.show else _flag("PEER_SHOW", env["PEER_SHOW"])
+    if (record := pick(args.record, "RECORD")) is not None:
+        try:
+            kw["record"] = check_record_path(record)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if (stats := pick(args.stats_json, "STATS_JSON")) is not None:
+        if stats != "-" and not Path(stats).parent.is_dir():
+            raise UsageError(f"--stats-json: folder of {stats!r} does not exist")
+        kw["stats_json"] = stats
+    urls = args.ice_server
+    if urls is None and "PEER_ICE_SERVERS" in env:
+        urls = env["PEER_ICE_SERVERS"].split()
+    if urls is not None:
+        try:
+            kw["ice_servers"] = tuple(parse_ice_server(u) for u in urls)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    if args.chat is not None or "PEER_CHAT" in env:
+        kw["chat"] = True if args.chat else _flag("PEER_CHAT", env["PEER_CHAT"])
+    if args.verbose is not None:
+        kw["verbose"] = args.verbose
+    elif "PEER_VERBOSE" in env:
+        kw["verbose"] = int(_number("PEER_VERBOSE", env["PEER_VERBOSE"], zero=True))
+    return PeerConfig(**kw)

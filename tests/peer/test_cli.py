@@ -1,0 +1,130 @@
+"""``python -m peer`` as a real subprocess: a whole call, and every exit code with its line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from peer.signaling import SignalingClient
+from tests.conftest import RunningHub, spawn_hub
+
+from .cli_run import finish, run_cli, start_cli
+
+SMALL = ["--size", "320x240", "--fps", "20"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_two_cli_peers_call_and_chat(hub: RunningHub, tmp_path: Path) -> None:
+    common = ["--server", hub.url, "--room", "cli", *SMALL, "--chat"]
+    caller = await start_cli(
+        *common, "--role", "caller", "--name", "ann", "--duration", "3", "--codec", "h264",
+        "--stats-json", str(tmp_path / "caller.json"),
+    )  # fmt: skip
+    answerer = await start_cli(
+        *common, "--role", "answerer", "--name", "bob", "--stats-json", "-", "--audio", "tone"
+    )
+    assert caller.stdin is not None
+    caller.stdin.write(b"hello from ann\n")
+    await caller.stdin.drain()
+    done_caller, done_answerer = await asyncio.gather(finish(caller), finish(answerer))
+    assert done_caller.code == 0, done_caller.stderr
+    assert done_answerer.code == 0, done_answerer.stderr
+    assert "call ended (duration)" in done_caller.stderr
+    assert "call ended (hangup)" in done_answerer.stderr
+    assert "waiting for" in done_caller.stderr + done_answerer.stderr
+    assert "connected |" in done_caller.stderr
+    assert "bob: " not in done_caller.stdout
+
+    assert "ann: hello from ann" in done_answerer.stdout
+    answerer_stats = json.loads(done_answerer.stdout[done_answerer.stdout.index("{") :])
+    caller_stats = json.loads((tmp_path / "caller.json").read_text())
+    for stats in (caller_stats, answerer_stats):
+        assert stats["exit_code"] == 0
+        assert stats["frames_received"] > 10
+        assert stats["frames_lost"] <= max(3, stats["frames_received"] // 20)
+        assert stats["video"] == {"width": 320, "height": 240, "codec": "H264"}
+        assert stats["latency_ms"]["p50"] is not None
+        assert stats["fps"] > 0 and stats["bitrate_kbps"] > 0
+        assert stats["connected_ms"] > 0 and stats["first_frame_ms"] >= stats["connected_ms"]
+        assert stats["rtt_ms"] is not None
+
+
+async def test_exit_3_hub_down(unused_tcp_port: int) -> None:
+    url = f"http://127.0.0.1:{unused_tcp_port}"
+    done = await run_cli("--server", url, "--room", "r", "--role", "caller")
+    assert done.code == 3
+    assert done.last_error_line.startswith(f"p2pcall-peer: cannot reach the hub at {url}")
+
+
+async def test_exit_3_room_full(hub: RunningHub) -> None:
+    clients = [SignalingClient(hub.url), SignalingClient(hub.url)]
+    for c in clients:
+        await c.connect()
+    try:
+        await clients[0].offer("full", {"type": "offer", "sdp": "v=0\r\n"})
+        await clients[1].join("full")
+        done = await run_cli("--server", hub.url, "--room", "full", "--role", "answerer")
+        assert done.code == 3
+        assert done.last_error_line == (
+            "p2pcall-peer: join: room 'full' already has an answerer; "
+            "a room holds one caller and one answerer"
+        )
+        busy = await run_cli("--server", hub.url, "--room", "full", "--role", "caller")
+        assert busy.code == 3
+        assert "already has a caller" in busy.last_error_line
+    finally:
+        for c in clients:
+            await c.close()
+
+
+async def test_exit_3_wrong_token() -> None:
+    running = spawn_hub("--token", "s3cret")
+    try:
+        done = await run_cli(
+            "--server", running.url, "--room", "r", "--role", "caller", "--token", "x"
+        )
+        assert done.code == 3
+        assert done.last_error_line == (
+            f"p2pcall-peer: hub {running.url} refused the access token (--token)"
+        )
+        assert "s3cret" not in done.stderr and "x)" not in done.stderr.replace("(--token)", "")
+    finally:
+        running.process.terminate()
+        running.process.wait(10)
+
+
+async def test_exit_4_no_answerer_before_timeout(hub: RunningHub, tmp_path: Path) -> None:
+    stats = tmp_path / "s.json"
+    done = await run_cli(
+        "--server", hub.url, "--room", "alone", "--role", "caller", *SMALL,
+        "--timeout", "2", "--stats-json", str(stats),
+    )  # fmt: skip
+    assert done.code == 4
+    assert (
+        done.last_error_line
+        == "p2pcall-peer: no answerer came to room 'alone' within 2 s (--timeout)"
+    )
+    assert "waiting for answerer" in done.stderr
+    written = json.loads(stats.read_text())
+    assert written["exit_code"] == 4 and written["connected_ms"] is None
+    assert "no answerer" in written["error"]
+
+
+async def test_exit_4_show_without_display(hub: RunningHub) -> None:
+    done = await run_cli(
+        "--server", hub.url, "--room", "r", "--role", "caller", "--show", env={"DISPLAY": ""}
+    )
+    assert done.code == 4
+    assert done.last_error_line == (
+        "p2pcall-peer: --show needs a graphical display, and DISPLAY is not set"
+    )
+
+
+async def test_exit_2_usage() -> None:
+    done = await run_cli("--room", "r", "--role", "boss")
+    assert done.code == 2
+    assert done.last_error_line == "p2pcall-peer: --role: expected caller or answerer, got 'boss'"

@@ -1,0 +1,89 @@
+"""CLI settings: flags, PEER_* fallbacks, and a clear error naming the bad flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from peer.cli import main
+from peer.config import PeerConfig, config_from_args
+from peer.errors import UsageError
+
+BASE = ["--room", "r1", "--role", "caller"]
+
+
+def test_defaults() -> None:
+    cfg = config_from_args(BASE, {})
+    assert cfg == PeerConfig(room="r1", role="caller")
+    assert cfg.timeout == 30.0 and cfg.size == (640, 480) and cfg.video == "testsrc"
+
+
+def test_env_fallbacks_and_flag_precedence(tmp_path: Path) -> None:
+    env = {
+        "PEER_SERVER": "http://10.0.0.1:9",
+        "PEER_ROOM": "envroom",
+        "PEER_ROLE": "answerer",
+        "PEER_SIZE": "320x240",
+        "PEER_FPS": "15",
+        "PEER_CODEC": "H264",
+        "PEER_DURATION": "5",
+        "PEER_TIMEOUT": "7",
+        "PEER_SHOW": "1",
+        "PEER_CHAT": "yes",
+        "PEER_RECORD": str(tmp_path / "x.webm"),
+        "PEER_ICE_SERVERS": "stun:127.0.0.1:3478 turn:u:p@127.0.0.1:3478",
+        "PEER_TOKEN": "tok",
+    }
+    cfg = config_from_args([], env)
+    assert (cfg.server, cfg.room, cfg.role) == ("http://10.0.0.1:9", "envroom", "answerer")
+    assert (cfg.size, cfg.fps, cfg.codec, cfg.duration, cfg.timeout) == (
+        (320, 240),
+        15.0,
+        "h264",
+        5.0,
+        7.0,
+    )
+    assert cfg.show and cfg.chat and cfg.token == "tok"
+    assert cfg.record == tmp_path / "x.webm"
+    assert cfg.ice_servers == (
+        {"urls": ["stun:127.0.0.1:3478"]},
+        {"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "p"},
+    )
+    assert config_from_args(["--room", "flag", "--fps", "30"], env).room == "flag"
+    assert "tok" not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--role", "caller"], "--room: required"),
+        (["--room", "bad room", "--role", "caller"], "--room"),
+        (["--room", "r"], "--role: expected caller or answerer, missing"),
+        ([*BASE, "--size", "640"], "--size: expected WxH"),
+        ([*BASE, "--size", "100x100"], "too small"),
+        ([*BASE, "--fps", "0"], "--fps: must be a number > 0"),
+        ([*BASE, "--fps", "abc"], "--fps: expected a number"),
+        ([*BASE, "--codec", "av1"], "--codec: expected vp8 or h264"),
+        ([*BASE, "--video", "/no/such/file.mp4"], "--video"),
+        ([*BASE, "--audio", "beep"], "--audio"),
+        ([*BASE, "--record", "out.avi"], "--record"),
+        ([*BASE, "--timeout", "-1"], "--timeout"),
+        ([*BASE, "--server", "ftp://x"], "--server"),
+        ([*BASE, "--ice-server", "http://x"], "--ice-server"),
+    ],
+)
+def test_bad_values_name_the_flag(args: list[str], needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        config_from_args(args, {})
+
+
+def test_bad_env_flag_value() -> None:
+    with pytest.raises(UsageError, match="PEER_SHOW"):
+        config_from_args(BASE, {"PEER_SHOW": "maybe"})
+
+
+def test_main_usage_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--size", "x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["p2pcall-peer: --size: expected WxH such as 640x480, got 'x'"]

@@ -1,0 +1,74 @@
+"""The pure stats accumulator: loss from counter gaps, latency percentiles, rates."""
+
+from __future__ import annotations
+
+from peer.stats import CallStats, percentile
+from peer.testsrc import Stamp
+
+
+def test_percentile() -> None:
+    assert percentile([], 50) is None
+    assert percentile([5.0], 95) == 5.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile(list(map(float, range(101))), 95) == 95.0
+
+
+def test_loss_latency_and_fps() -> None:
+    s = CallStats(start=100.0)
+    s.on_connected(100.5)
+    for i, counter in enumerate([10, 11, 12, 15, 16]):  # 13 and 14 lost
+        now = 101.0 + i * 0.1
+        latency = s.on_frame(now, 320, 240, Stamp(counter, 1000), 1000 + 20 + i)
+        assert latency == 20 + i
+    s.on_frame(101.5, 320, 240, None, 0)  # unstamped frames count but carry no latency
+    out = s.summary()
+    assert out["connected_ms"] == 500.0
+    assert out["first_frame_ms"] == 1000.0
+    assert out["frames_received"] == 6
+    assert out["frames_stamped"] == 5
+    assert out["frames_lost"] == 2
+    assert out["fps"] == 10.0
+    assert out["latency_ms"] == {"p50": 22.0, "p95": 23.8}
+    assert out["video"] == {"width": 320, "height": 240, "codec": None}
+
+
+def test_counter_and_clock_wrap() -> None:
+    s = CallStats(start=0.0)
+    s.on_frame(1.0, 8, 8, Stamp(2**32 - 2, 2**32 - 5), 3)  # receive clock wrapped
+    s.on_frame(1.1, 8, 8, Stamp(2**32 - 1, 2**32 - 4), 4)
+    s.on_frame(1.2, 8, 8, Stamp(1, 0), 10)  # counter wrapped, 0 lost
+    assert s.frames_lost == 1
+    assert s.latencies_ms == [8.0, 8.0, 10.0]
+
+
+def test_reordered_or_duplicate_frames_are_not_loss() -> None:
+    s = CallStats(start=0.0)
+    for counter in (1, 2, 4, 3, 4, 5):
+        s.on_frame(1.0, 8, 8, Stamp(counter, 0), 0)
+    assert s.frames_lost == 1
+    assert s.last_counter == 5
+
+
+def test_stamp_from_the_future_gives_no_latency() -> None:
+    s = CallStats(start=0.0)
+    assert s.on_frame(1.0, 8, 8, Stamp(1, 5000), 4000) is None
+    assert s.summary()["latency_ms"] == {"p50": None, "p95": None}
+
+
+def test_bitrate_and_rtt() -> None:
+    s = CallStats(start=0.0)
+    s.on_bytes(1.0, 0)
+    s.on_bytes(2.0, 62_500)
+    s.on_bytes(3.0, 125_000)
+    s.on_rtt(1.234)
+    out = s.summary()
+    assert out["bitrate_kbps"] == 500.0
+    assert out["rtt_ms"] == 1.2
+    assert s.live()["kbps"] == 500.0
+
+
+def test_empty_summary_is_all_null() -> None:
+    out = CallStats(start=0.0).summary()
+    assert out["connected_ms"] is None and out["first_frame_ms"] is None
+    assert out["frames_received"] == 0 and out["fps"] is None and out["frames_lost"] is None
+    assert out["bitrate_kbps"] is None and out["rtt_ms"] is None
