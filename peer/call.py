@@ -27,6 +27,7 @@ from aiortc import (
     RTCDataChannel,
     RTCIceCandidate,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
 )
@@ -69,6 +70,7 @@ class CallOptions:
     role: Role
     codec: str | None = None
     ice_servers: list[dict[str, Any]] | None = None
+    relay_only: bool = False
     name: str = "peer"
     record: Path | None = None
     show_remote: LatestFrame | None = None
@@ -90,15 +92,19 @@ def parse_chat(raw: Any) -> dict[str, Any] | None:
     return None
 
 
-def ice_configuration(servers: list[dict[str, Any]]) -> RTCConfiguration:
-    """Always an explicit list: ``None`` would make aiortc add a public STUN server."""
+def ice_configuration(servers: list[dict[str, Any]], relay_only: bool = False) -> RTCConfiguration:
+    """Always an explicit list: ``None`` would make aiortc add a public STUN server.
+
+    ``relay_only`` keeps only TURN-relayed candidates, to prove a TURN setup works.
+    """
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(
                 urls=s.get("urls", []), username=s.get("username"), credential=s.get("credential")
             )
             for s in servers
-        ]
+        ],
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
     )
 
 
@@ -188,7 +194,7 @@ class Call:
         servers = self.options.ice_servers
         if servers is None:
             servers = welcome.ice_servers if welcome is not None else []
-        pc = RTCPeerConnection(configuration=ice_configuration(servers))
+        pc = RTCPeerConnection(configuration=ice_configuration(servers, self.options.relay_only))
         jitter.install(pc)
 
         @pc.on("connectionstatechange")

@@ -88,6 +88,7 @@ async def run_peer(cfg: PeerConfig, result: dict[str, Any]) -> str:
             role=cfg.role,
             codec=cfg.codec,
             ice_servers=None if cfg.ice_servers is None else list(cfg.ice_servers),
+            relay_only=cfg.relay_only,
             name=cfg.name,
             record=cfg.record,
             show_remote=remote,

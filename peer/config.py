@@ -43,6 +43,7 @@ class PeerConfig:
     record: Path | None = None
     stats_json: str | None = None
     ice_servers: tuple[dict[str, Any], ...] | None = None
+    relay_only: bool = False
     chat: bool = False
     verbose: int = 0
 
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="STUN/TURN URL, repeatable, turn:USER:SECRET@HOST:PORT; overrides the hub's list "
         "(env PEER_ICE_SERVERS, space-separated; default: the hub's)",
+    )
+    add(
+        "--relay-only",
+        action="store_true",
+        default=None,
+        help="connect only through a TURN relay, to check a TURN setup (env PEER_RELAY_ONLY)",
     )
     add(
         "--chat", action="store_true", default=None, help="send stdin lines as chat (env PEER_CHAT)"
@@ -208,6 +215,10 @@ def config_from_args(
             kw["ice_servers"] = tuple(parse_ice_server(u) for u in urls)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+    if args.relay_only is not None or "PEER_RELAY_ONLY" in env:
+        kw["relay_only"] = (
+            True if args.relay_only else _flag("PEER_RELAY_ONLY", env["PEER_RELAY_ONLY"])
+        )
     if args.chat is not None or "PEER_CHAT" in env:
         kw["chat"] = True if args.chat else _flag("PEER_CHAT", env["PEER_CHAT"])
     if args.verbose is not None:
