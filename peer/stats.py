@@ -120,7 +120,8 @@ class CallStats:
         """Figures over the last couple of seconds, for the status line."""
         times = self._frame_times
         fps = None
-        if len(times) > 1 and times[-1] > times[0]:
+        # under half a second of history, a burst of queued frames reads as a silly rate
+        if len(times) > 1 and times[-1] - times[0] >= 0.5:
             fps = (len(times) - 1) / (times[-1] - times[0])
         kbps = self._rate(self._bytes[0], self._bytes[-1]) if len(self._bytes) > 1 else None
         recent = self.latencies_ms[-30:]

@@ -16,6 +16,7 @@ from .config import Config, ConfigError, config_from_args
 from .server import create_app
 
 log = logging.getLogger("signaling")
+LISTEN_BACKLOG = 1024
 
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
@@ -25,7 +26,8 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        # a deep accept queue: a burst of connects must wait, not be dropped and retried
+        site = web.TCPSite(runner, config.host, config.port, backlog=LISTEN_BACKLOG)
         await site.start()
         for host, port, *_ in runner.addresses:
             shown = f"[{host}]" if ":" in host else host
