@@ -1,0 +1,366 @@
+"""Hub load benchmark: our hub and the PeerJS server under the same call pattern.
+
+``python -m bench.hub_load [--pairs 50,200,1000] [--seconds 10] [--repeat 3]
+[--smoke] [--out FILE]``. Each server runs pinned to the first CPU, the load
+generators (``bench.loadgen``) and this process to the second. Per repeat and
+server: a memory probe (RSS per idle socket, per held offer + 10 candidates),
+then for each concurrency a fixed window of back-to-back call pairs, with the
+server's CPU time read from its process over exactly that window. Medians of
+the repeats and our/PeerJS ratios are printed and written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .servers import PEERJS_VERSION, ROOT, BenchSetupError, Server, pin, start_hub, start_peerjs
+
+TARGETS: dict[str, Callable[[int | None], Server]] = {"hub": start_hub, "peerjs": start_peerjs}
+RESULTS_DIR = ROOT / "bench" / "results"
+DRAIN_SECONDS = 60.0
+FIGURES = (
+    "setups_per_s",
+    "cpu_s_per_1000_setups",
+    "setups_per_cpu_s",
+    "p50_ms",
+    "p99_ms",
+    "server_cpu_util",
+    "generator_cpu_util",
+    "errors",
+    "lost",
+    "duplicated",
+    "reordered",
+    "relayed",
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    pairs: tuple[int, ...]
+    seconds: float
+    repeat: int
+    warmup: float
+    generators: int
+    memory_sockets: int
+    server_cpu: int | None
+    load_cpu: int | None
+
+
+def cpus() -> tuple[int | None, int | None]:
+    """(server CPU, load CPU): the first two CPUs we may run on, if there are two."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None, None
+    return allowed[0], allowed[1]
+
+
+def percentile(sorted_values: Sequence[int], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, int(q * len(sorted_values)))
+    return float(sorted_values[index])
+
+
+def _cpu(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
+def _rss_median(proc: psutil.Process, samples: int = 5) -> int:
+    values = []
+    for _ in range(samples):
+        values.append(proc.memory_info().rss)
+        time.sleep(0.1)
+    return int(statistics.median(values))
+
+
+def _loadgen(args: list[str], plan: Plan, **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.loadgen", *args],
+        cwd=ROOT,
+        text=True,
+        preexec_fn=(lambda: pin(plan.load_cpu)) if plan.load_cpu is not None else None,
+        **kwargs,
+    )
+
+
+def memory_probe(target: str, server: Server, plan: Plan) -> dict[str, float]:
+    """RSS delta per idle socket and per held offer + 10 candidates (medians of samples)."""
+    k = plan.memory_sockets
+    proc = server.stats()
+    time.sleep(0.3)
+    base = _rss_median(proc)
+    gen = _loadgen(
+        ["--target", target, "--url", server.url, "--memory", str(k)],
+        plan,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert gen.stdin is not None and gen.stdout is not None
+    marks: dict[str, int] = {}
+    try:
+        for step in ("idle", "held"):
+            line = gen.stdout.readline().strip()
+            if line != step:
+                raise BenchSetupError(f"memory probe of {target}: expected {step!r}, got {line!r}")
+            time.sleep(0.3)
+            marks[step] = _rss_median(proc)
+            gen.stdin.write("\n")
+            gen.stdin.flush()
+        gen.wait(60)
+    finally:
+        if gen.poll() is None:
+            gen.kill()
+            gen.wait()
+    return {
+        "rss_base_bytes": base,
+        "rss_per_idle_socket_bytes": (marks["idle"] - base) / k,
+        "rss_per_held_offer_bytes": (marks["held"] - marks["idle"]) / k,
+    }
+
+
+def load_run(target: str, server: Server, pairs: int, plan: Plan) -> dict[str, Any]:
+    """One window of ``pairs`` call pairs in flight; the server's CPU over exactly it."""
+    proc = server.stats()
+    start = time.monotonic_ns() + int(plan.warmup * 1e9)
+    end = start + int(plan.seconds * 1e9)
+    n_gen = max(1, min(plan.generators, pairs))
+    shares = [pairs // n_gen + (i < pairs % n_gen) for i in range(n_gen)]
+    window = ["--start-ns", str(start), "--end-ns", str(end)]
+    gens = [
+        _loadgen(
+            ["--target", target, "--url", server.url, "--pairs", str(share), *window],
+            plan,
+            stdout=subprocess.PIPE,
+        )
+        for share in shares
+    ]
+    handles = [psutil.Process(g.pid) for g in gens]
+    time.sleep(max(0.0, (start - time.monotonic_ns()) / 1e9))
+    cpu0, gen0 = _cpu(proc), sum(_cpu(h) for h in handles)
+    time.sleep(max(0.0, (end - time.monotonic_ns()) / 1e9))
+    cpu1, gen1 = _cpu(proc), sum(_cpu(h) for h in handles)
+    tallies = []
+    for g in gens:
+        out, _ = g.communicate(timeout=DRAIN_SECONDS)
+        if g.returncode != 0:
+            raise BenchSetupError(f"load generator for {target} failed with {g.returncode}")
+        tallies.append(json.loads(out))
+    latencies = sorted(x for t in tallies for x in t["latencies_us"])
+    setups = sum(t["setups_window"] for t in tallies)
+    cpu = cpu1 - cpu0
+    return {
+        "target": target,
+        "pairs": pairs,
+        "seconds": plan.seconds,
+        "setups": setups,
+        "setups_total": sum(t["setups_total"] for t in tallies),
+        "setups_per_s": setups / plan.seconds,
+        "server_cpu_s": cpu,
+        "cpu_s_per_1000_setups": 1000 * cpu / setups if setups else float("inf"),
+        "setups_per_cpu_s": setups / cpu if cpu > 0 else float("nan"),
+        "server_cpu_util": cpu / plan.seconds,
+        "generator_cpu_util": (gen1 - gen0) / plan.seconds,
+        "latency_samples": len(latencies),
+        "p50_ms": percentile(latencies, 0.50) / 1000,
+        "p99_ms": percentile(latencies, 0.99) / 1000,
+        "relayed": sum(t["relayed_received"] for t in tallies),
+        "relayed_expected": sum(t["relayed_expected"] for t in tallies),
+        "lost": sum(t["lost"] for t in tallies),
+        "duplicated": sum(t["duplicated"] for t in tallies),
+        "reordered": sum(t["reordered"] for t in tallies),
+        "errors": sum(t["errors"] for t in tallies),
+        "error_samples": [s for t in tallies for s in t["error_samples"]][:5],
+    }
+
+
+def run_target(target: str, plan: Plan) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    server = TARGETS[target](plan.server_cpu)
+    try:
+        memory = memory_probe(target, server, plan)
+        runs = [load_run(target, server, n, plan) for n in plan.pairs]
+    finally:
+        server.stop()
+    return memory, runs
+
+
+def summarise(
+    memory: dict[str, list[dict[str, float]]], runs: list[dict[str, Any]], plan: Plan
+) -> dict[str, Any]:
+    """Medians over repeats (integrity counts summed), and our/PeerJS ratios."""
+    summary: dict[str, Any] = {"memory": {}, "load": {}, "ratios": {}}
+    for target, probes in memory.items():
+        summary["memory"][target] = {
+            key: statistics.median(p[key] for p in probes) for key in probes[0]
+        }
+    for target in memory:
+        for n in plan.pairs:
+            mine = [r for r in runs if r["target"] == target and r["pairs"] == n]
+            row: dict[str, float] = {}
+            for key in FIGURES:
+                values = [r[key] for r in mine]
+                summed = key in ("errors", "lost", "duplicated", "reordered", "relayed")
+                row[key] = sum(values) if summed else statistics.median(values)
+            summary["load"].setdefault(target, {})[str(n)] = row
+    for n in plan.pairs if set(TARGETS) <= set(memory) else ():
+        ours, theirs = summary["load"]["hub"][str(n)], summary["load"]["peerjs"][str(n)]
+        summary["ratios"][str(n)] = {
+            "setups_per_cpu_s": ours["setups_per_cpu_s"] / theirs["setups_per_cpu_s"],
+            "cpu_per_setup": ours["cpu_s_per_1000_setups"] / theirs["cpu_s_per_1000_setups"],
+            "p99": ours["p99_ms"] / theirs["p99_ms"] if theirs["p99_ms"] else float("nan"),
+        }
+    return summary
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def machine() -> dict[str, Any]:
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node": node,
+        "peer": PEERJS_VERSION,
+        **{
+            pkg: _version(pkg)
+            for pkg in ("python-socketio", "python-engineio", "aiohttp", "uvloop", "orjson")
+        },
+    }
+
+
+def print_summary(summary: dict[str, Any], plan: Plan) -> None:
+    print("\nmedians of", plan.repeat, "run(s);", plan.seconds, "s windows")
+    head = f"{'server':8} {'pairs':>5} {'setups/s':>9} {'cpu-s/1k':>9} {'setups/cpu-s':>12} "
+    head += f"{'p50 ms':>7} {'p99 ms':>7} {'srv cpu':>7} {'gen cpu':>7} errors lost dup reord"
+    print(head)
+    for target, rows in summary["load"].items():
+        for n, r in rows.items():
+            print(
+                f"{target:8} {n:>5} {r['setups_per_s']:9.1f} {r['cpu_s_per_1000_setups']:9.3f} "
+                f"{r['setups_per_cpu_s']:12.1f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} "
+                f"{r['server_cpu_util']:7.0%} {r['generator_cpu_util']:7.0%} "
+                f"{r['errors']:6.0f} {r['lost']:4.0f} {r['duplicated']:3.0f} {r['reordered']:5.0f}"
+            )
+    for n, r in summary["ratios"].items():
+        print(
+            f"ours/PeerJS at {n} pairs: setups per CPU-second {r['setups_per_cpu_s']:.2f}x, "
+            f"CPU per setup {r['cpu_per_setup']:.2f}x, p99 {r['p99']:.2f}x"
+        )
+    for target, m in summary["memory"].items():
+        print(
+            f"{target}: RSS per idle socket {m['rss_per_idle_socket_bytes'] / 1024:.1f} KiB, "
+            f"per held offer + 10 candidates {m['rss_per_held_offer_bytes'] / 1024:.1f} KiB"
+        )
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
+    p = argparse.ArgumentParser(prog="python -m bench.hub_load", description=__doc__)
+    p.add_argument("--pairs", default="50,200,1000", help="concurrencies, comma-separated")
+    p.add_argument("--seconds", type=float, default=10.0, help="measured window per run")
+    p.add_argument("--repeat", type=int, default=3, help="runs per concurrency; medians kept")
+    p.add_argument("--warmup", type=float, default=2.0, help="ramp-up before each window")
+    p.add_argument("--generators", type=int, default=1, help="load generator processes")
+    p.add_argument("--memory-sockets", type=int, default=1000, help="sockets in the memory probe")
+    p.add_argument("--targets", default="hub,peerjs", help="servers to run (hub, peerjs)")
+    p.add_argument("--smoke", action="store_true", help="a few seconds, small N (for tests)")
+    p.add_argument("--out", type=Path, help="result JSON (default bench/results/hub-<time>.json)")
+    args, unknown = p.parse_known_args(argv)
+    if not set(args.targets.split(",")) <= set(TARGETS):
+        p.error(f"--targets: expected a comma-separated subset of hub,peerjs, got {args.targets!r}")
+    if unknown:
+        print(f"bench.hub_load: ignoring options for other benchmarks: {unknown}", file=sys.stderr)
+    try:
+        pairs = tuple(int(x) for x in args.pairs.split(","))
+    except ValueError:
+        p.error(f"--pairs: expected comma-separated integers, got {args.pairs!r}")
+    if not pairs or min(pairs) < 1:
+        p.error(f"--pairs: every concurrency must be >= 1, got {args.pairs!r}")
+    if args.seconds <= 0 or args.repeat < 1 or args.generators < 1 or args.memory_sockets < 1:
+        p.error("--seconds must be > 0; --repeat, --generators, --memory-sockets >= 1")
+    server_cpu, load_cpu = cpus()
+    if args.smoke:
+        return args, Plan((10,), 2.0, 1, 1.0, 1, 50, server_cpu, load_cpu)
+    plan = Plan(
+        pairs, args.seconds, args.repeat, args.warmup, args.generators, args.memory_sockets,
+        server_cpu, load_cpu,
+    )  # fmt: skip
+    return args, plan
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, plan = parse_args(argv)
+    pin(plan.load_cpu)
+    if plan.server_cpu is None:
+        print("bench.hub_load: fewer than 2 CPUs; running unpinned", file=sys.stderr)
+    memory: dict[str, list[dict[str, float]]] = {t: [] for t in args.targets.split(",")}
+    runs: list[dict[str, Any]] = []
+    started = datetime.now(UTC)
+    try:
+        for rep in range(plan.repeat):
+            for target in memory:
+                print(f"repeat {rep + 1}/{plan.repeat}: {target}", flush=True)
+                mem, target_runs = run_target(target, plan)
+                memory[target].append(mem)
+                runs.extend(target_runs)
+                for r in target_runs:
+                    print(
+                        f"  {r['pairs']:>5} pairs: {r['setups_per_s']:.0f} setups/s, "
+                        f"{r['setups_per_cpu_s']:.0f} setups/cpu-s, p99 {r['p99_ms']:.1f} ms, "
+                        f"errors {r['errors']} lost {r['lost']}",
+                        flush=True,
+                    )
+    except BenchSetupError as exc:
+        print(f"bench.hub_load: {exc}", file=sys.stderr)
+        return 1
+    summary = summarise(memory, runs, plan)
+    print_summary(summary, plan)
+    out = args.out or RESULTS_DIR / f"hub-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "benchmark": "hub_load",
+        "started": started.isoformat(),
+        "machine": machine(),
+        "plan": {**plan.__dict__, "pairs": list(plan.pairs)},
+        "summary": summary,
+        "memory_runs": memory,
+        "runs": runs,
+    }
+    out.write_text(json.dumps(result, indent=2))
+    print(f"results: {out}")
+    integrity = sum(r["lost"] + r["duplicated"] + r["reordered"] for r in runs)
+    return 1 if integrity else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

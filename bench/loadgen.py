@@ -1,0 +1,364 @@
+"""Load generator process: keeps N call pairs in flight against one server.
+
+``python -m bench.loadgen --target hub|peerjs --url URL --pairs N --start-ns T0
+--end-ns T1`` runs pairs back to back until T1 and prints one JSON object: call
+setups completed inside [T0, T1], relay latencies of live messages received
+inside it, and the integrity counts of every pair it ran. ``--memory K`` instead
+connects K idle sockets, then makes each hold an offer and 10 candidates,
+pausing for a line on stdin at each step so the caller can read the server's RSS.
+
+One call pair, on either server: the caller connects and sends an offer (~6 KB)
+and 10 candidates, held by the server; the answerer connects and gets them
+(our hub: in the ``join`` ack; PeerJS: queued messages after ``OPEN``), sends an
+answer (~6 KB) and 10 candidates, relayed live to the caller; the caller hangs
+up, the answerer receives it; both disconnect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .clients import PeerjsConn, SioConn
+from .payloads import CANDIDATES_PER_SIDE, CallTemplates, SequenceCheck, candidate_stamp, sdp_stamp
+
+PER_SIDE = 1 + CANDIDATES_PER_SIDE  # description + candidates
+PAIR_TIMEOUT = 30.0
+RAMP_SECONDS = 1.0
+OFFER = CallTemplates.build("offer", seed=1)
+ANSWER = CallTemplates.build("answer", seed=2)
+
+
+@dataclass
+class Tally:
+    """What one generator saw; summed over generators by the orchestrator."""
+
+    setups_window: int = 0
+    setups_total: int = 0
+    relayed_expected: int = 0
+    relayed_received: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    latencies_us: list[int] = field(default_factory=list)
+
+    def error(self, text: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 5:
+            self.error_samples.append(text[:300])
+
+    def add(self, check: SequenceCheck) -> None:
+        self.relayed_expected += check.expected
+        self.relayed_received += check.received
+        self.lost += check.lost
+        self.duplicated += check.duplicated
+        self.reordered += check.reordered
+
+
+@dataclass
+class Window:
+    start_ns: int
+    end_ns: int
+
+    def inside(self, ns: int) -> bool:
+        return self.start_ns <= ns < self.end_ns
+
+
+class LiveStream:
+    """The caller's view of the answerer's live messages: order and latency."""
+
+    def __init__(self, tally: Tally, window: Window) -> None:
+        self.check = SequenceCheck(PER_SIDE)
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tally = tally
+        self._window = window
+
+    def got(self, seq: int, sent_ns: int) -> None:
+        now = time.monotonic_ns()
+        if self._window.inside(now):
+            self._tally.latencies_us.append((now - sent_ns) // 1000)
+        self.check.see(seq)
+        if self.check.complete and not self.done.done():
+            self.done.set_result(None)
+
+
+def _ack_ok(ack: Any, what: str) -> dict[str, Any]:
+    if not isinstance(ack, dict) or ack.get("ok") is not True:
+        raise RuntimeError(f"{what} refused: {ack!r}")
+    return ack
+
+
+def _held_check(ack: dict[str, Any]) -> SequenceCheck:
+    """The join ack must carry the offer (seq 0) and candidates 1..10 in order."""
+    check = SequenceCheck(PER_SIDE)
+    if ack.get("offer"):
+        check.see(sdp_stamp(ack["offer"]["sdp"])[0])
+    for cand in ack.get("candidates", ()):
+        check.see(candidate_stamp(cand["candidate"])[0])
+    return check
+
+
+async def hub_pair(session: aiohttp.ClientSession, url: str, n: int, t: Tally, w: Window) -> None:
+    room = f"r{os.getpid()}x{n}"
+    live = LiveStream(t, w)
+    hung: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    hangup = SequenceCheck(1)
+
+    def on_caller(event: str, data: Any) -> None:
+        if event == "answer":
+            live.got(*sdp_stamp(data["description"]["sdp"]))
+        elif event == "candidate":
+            live.got(*candidate_stamp(data["candidate"]["candidate"]))
+
+    def on_answerer(event: str, data: Any) -> None:
+        if event == "hangup":
+            hangup.see(0)
+            if not hung.done():
+                hung.set_result(data["reason"])
+
+    caller = answerer = None
+    armed: list[SequenceCheck] = []  # streams whose sends the server accepted
+    try:
+        async with asyncio.timeout(PAIR_TIMEOUT):
+            caller = await SioConn.connect(session, url, '{"name":"caller"}', on_caller)
+            now = time.monotonic_ns()
+            acks = [
+                await caller.emit(
+                    "offer", f'{{"room":"{room}","description":{OFFER.sdp_json("offer", 0, now)}}}'
+                )
+            ]
+            for i in range(CANDIDATES_PER_SIDE):
+                cand = OFFER.candidate_json(i, i + 1, time.monotonic_ns())
+                acks.append(
+                    await caller.emit("candidate", f'{{"room":"{room}","candidate":{cand}}}')
+                )
+            for ack in await asyncio.gather(*acks):
+                _ack_ok(ack, "caller offer/candidate")
+            answerer = await SioConn.connect(session, url, '{"name":"answerer"}', on_answerer)
+            held = _held_check(_ack_ok(await answerer.call("join", f'{{"room":"{room}"}}'), "join"))
+            armed.append(held)
+            desc = ANSWER.sdp_json("answer", 0, time.monotonic_ns())
+            acks = [await answerer.emit("answer", f'{{"room":"{room}","description":{desc}}}')]
+            for i in range(CANDIDATES_PER_SIDE):
+                cand = ANSWER.candidate_json(i, i + 1, time.monotonic_ns())
+                acks.append(
+                    await answerer.emit("candidate", f'{{"room":"{room}","candidate":{cand}}}')
+                )
+            for ack in await asyncio.gather(*acks):
+                _ack_ok(ack, "answerer answer/candidate")
+            armed.append(live.check)
+            await live.done
+            _ack_ok(await caller.call("hangup", f'{{"room":"{room}"}}'), "hangup")
+            armed.append(hangup)
+            reason = await hung
+            if reason != "hangup":
+                raise RuntimeError(f"answerer got hangup reason {reason!r}")
+        _count_setup(t, w)
+    except (Exception, TimeoutError) as exc:
+        t.error(f"hub pair {room}: {type(exc).__name__}: {exc}")
+    finally:
+        for check in armed:
+            t.add(check)
+        for conn in (caller, answerer):
+            if conn is not None:
+                await _quiet_close(conn.close())
+
+
+async def peerjs_pair(
+    session: aiohttp.ClientSession, url: str, n: int, t: Tally, w: Window
+) -> None:
+    tag = f"{os.getpid()}x{n}"
+    caller_id, answerer_id = f"c{tag}", f"a{tag}"
+    live = LiveStream(t, w)
+    held = SequenceCheck(PER_SIDE)
+    held_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    left: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    leave = SequenceCheck(1)
+
+    def on_caller(kind: str, payload: Any) -> None:
+        if kind == "ANSWER":
+            live.got(*sdp_stamp(payload["sdp"]["sdp"]))
+        elif kind == "CANDIDATE":
+            live.got(*candidate_stamp(payload["candidate"]["candidate"]))
+
+    def on_answerer(kind: str, payload: Any) -> None:
+        if kind == "OFFER":
+            held.see(sdp_stamp(payload["sdp"]["sdp"])[0])
+        elif kind == "CANDIDATE":
+            held.see(candidate_stamp(payload["candidate"]["candidate"])[0])
+        elif kind == "LEAVE":
+            leave.see(0)
+            if not left.done():
+                left.set_result(None)
+            return
+        if held.complete and not held_done.done():
+            held_done.set_result(None)
+
+    media = f'"type":"media","connectionId":"mc_{tag}"'
+    caller = answerer = None
+    armed: list[SequenceCheck] = []  # streams whose sends went out
+    try:
+        async with asyncio.timeout(PAIR_TIMEOUT):
+            caller = await PeerjsConn.connect(session, url, caller_id, "tc", on_caller)
+            sdp = OFFER.sdp_json("offer", 0, time.monotonic_ns())
+            await caller.send("OFFER", answerer_id, f'{{"sdp":{sdp},{media}}}')
+            for i in range(CANDIDATES_PER_SIDE):
+                cand = OFFER.candidate_json(i, i + 1, time.monotonic_ns())
+                await caller.send("CANDIDATE", answerer_id, f'{{"candidate":{cand},{media}}}')
+            armed.append(held)
+            answerer = await PeerjsConn.connect(session, url, answerer_id, "ta", on_answerer)
+            await held_done
+            sdp = ANSWER.sdp_json("answer", 0, time.monotonic_ns())
+            await answerer.send("ANSWER", caller_id, f'{{"sdp":{sdp},{media}}}')
+            for i in range(CANDIDATES_PER_SIDE):
+                cand = ANSWER.candidate_json(i, i + 1, time.monotonic_ns())
+                await answerer.send("CANDIDATE", caller_id, f'{{"candidate":{cand},{media}}}')
+            armed.append(live.check)
+            await live.done
+            await caller.send("LEAVE", answerer_id, "{}")
+            armed.append(leave)
+            await left
+        _count_setup(t, w)
+    except (Exception, TimeoutError) as exc:
+        t.error(f"peerjs pair {tag}: {type(exc).__name__}: {exc}")
+    finally:
+        for check in armed:
+            t.add(check)
+        for conn in (caller, answerer):
+            if conn is not None:
+                await _quiet_close(conn.close())
+
+
+def _count_setup(t: Tally, w: Window) -> None:
+    t.setups_total += 1
+    if w.inside(time.monotonic_ns()):
+        t.setups_window += 1
+
+
+async def _quiet_close(closing: Awaitable[None]) -> None:
+    try:
+        await closing
+    except Exception:
+        pass
+
+
+Pair = Callable[[aiohttp.ClientSession, str, int, Tally, Window], Awaitable[None]]
+PAIRS: dict[str, Pair] = {"hub": hub_pair, "peerjs": peerjs_pair}
+
+
+def _session() -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    return aiohttp.ClientSession(connector=connector)
+
+
+async def run_load(target: str, url: str, pairs: int, window: Window) -> Tally:
+    """Keep ``pairs`` call pairs in flight until the window ends, then let them finish."""
+    tally = Tally()
+    pair = PAIRS[target]
+    counter = iter(range(10**12))
+
+    async def lane(index: int) -> None:
+        # spread the first connects over a second, as clients arrive in life
+        await asyncio.sleep(RAMP_SECONDS * index / pairs)
+        while time.monotonic_ns() < window.end_ns:
+            await pair(session, url, next(counter), tally, window)
+
+    async with _session() as session:
+        await asyncio.gather(*(lane(i) for i in range(pairs)))
+    return tally
+
+
+async def _step(label: str) -> None:
+    """Tell the orchestrator we reached ``label``; wait for its go-ahead line."""
+    print(label, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
+async def run_memory(target: str, url: str, count: int) -> None:
+    """Idle sockets, then a held offer + candidates on each, with pauses for RSS reads."""
+    conns: list[Any] = []
+    limit = asyncio.Semaphore(50)
+    tag = os.getpid()
+
+    def ignore(_: str, __: Any) -> None:
+        return None
+
+    async def open_one(i: int) -> Any:
+        async with limit:
+            if target == "hub":
+                return await SioConn.connect(session, url, "{}", ignore)
+            return await PeerjsConn.connect(session, url, f"m{tag}x{i}", "t", ignore)
+
+    async def hold(i: int, conn: Any) -> None:
+        async with limit:
+            now = time.monotonic_ns()
+            if target == "hub":
+                room = f"m{tag}x{i}"
+                acks = [
+                    await conn.emit(
+                        "offer",
+                        f'{{"room":"{room}","description":{OFFER.sdp_json("offer", 0, now)}}}',
+                    )
+                ]
+                for k in range(CANDIDATES_PER_SIDE):
+                    cand = OFFER.candidate_json(k, k + 1, now)
+                    acks.append(
+                        await conn.emit("candidate", f'{{"room":"{room}","candidate":{cand}}}')
+                    )
+                for ack in await asyncio.gather(*acks):
+                    _ack_ok(ack, "held offer")
+            else:
+                dst = f"absent{tag}x{i}"
+                media = f'"type":"media","connectionId":"mc_{i}"'
+                await conn.send(
+                    "OFFER", dst, f'{{"sdp":{OFFER.sdp_json("offer", 0, now)},{media}}}'
+                )
+                for k in range(CANDIDATES_PER_SIDE):
+                    cand = OFFER.candidate_json(k, k + 1, now)
+                    await conn.send("CANDIDATE", dst, f'{{"candidate":{cand},{media}}}')
+
+    async with _session() as session:
+        conns = list(await asyncio.gather(*(open_one(i) for i in range(count))))
+        await _step("idle")
+        await asyncio.gather(*(hold(i, c) for i, c in enumerate(conns)))
+        await _step("held")
+        await asyncio.gather(*(_quiet_close(c.close()) for c in conns))
+    print("closed", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__)
+    p.add_argument("--target", choices=sorted(PAIRS), required=True, help="server protocol")
+    p.add_argument("--url", required=True, help="server base URL, http://127.0.0.1:PORT")
+    p.add_argument("--pairs", type=int, default=10, help="call pairs kept in flight")
+    p.add_argument("--start-ns", type=int, default=0, help="window start, time.monotonic_ns()")
+    p.add_argument("--end-ns", type=int, default=0, help="window end, time.monotonic_ns()")
+    p.add_argument("--memory", type=int, default=0, help="memory probe with this many sockets")
+    args = p.parse_args(argv)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is in the dev extras
+        run = asyncio.run
+    else:
+        run = uvloop.run
+    if args.memory:
+        run(run_memory(args.target, args.url, args.memory))
+        return 0
+    tally = run(run_load(args.target, args.url, args.pairs, Window(args.start_ns, args.end_ns)))
+    print(json.dumps(asdict(tally)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The two servers under test, each a child process pinned to one CPU.
+
+Our hub runs as ``python -m signaling --port 0 --log-level warning``; the
+PeerJS server (npm package ``peer``) runs through its library entry point so
+that, like our hub, it logs nothing per connection. ``peer`` is installed into
+``bench/peerjs/`` (git-ignored) the first time it is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERJS_DIR = ROOT / "bench" / "peerjs"
+PEERJS_VERSION = "1.0.2"
+PEERJS_KEY = "peerjs"
+STARTUP_SECONDS = 30.0
+
+# Started with `node --input-type=module -e`, cwd bench/peerjs/ so `peer` resolves.
+PEERJS_SCRIPT = """
+import { PeerServer } from "peer";
+PeerServer(
+  { port: 0, host: "127.0.0.1", path: "/", key: "%s", concurrent_limit: 1000000,
+    alive_timeout: 600000, expire_timeout: 60000 },
+  (srv) => console.log("peerjs listening on port " + srv.address().port),
+);
+"""
+
+
+class BenchSetupError(RuntimeError):
+    """A tool the benchmark needs is missing or a server did not start."""
+
+
+@dataclass
+class Server:
+    """A running server: its process, its base URL and a psutil handle for CPU/RSS."""
+
+    name: str
+    process: subprocess.Popen[str]
+    url: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stats(self) -> psutil.Process:
+        return psutil.Process(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def pin(cpu: int | None) -> None:
+    """Pin the calling process (and so its children) to ``cpu``."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def _spawn(name: str, argv: list[str], cwd: Path, cpu: int | None, pattern: str) -> Server:
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=(lambda: pin(cpu)) if cpu is not None else None,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    timer = threading.Timer(STARTUP_SECONDS, proc.kill)
+    timer.start()
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            m = re.search(pattern, line)
+            if m:
+                # keep draining its output so a full pipe never blocks it
+                threading.Thread(target=proc.stdout.read, daemon=True).start()
+                return Server(name, proc, m.group(1))
+    finally:
+        timer.cancel()
+    proc.wait(5)
+    raise BenchSetupError(
+        f"{name} exited with {proc.returncode} before listening; output:\n" + "".join(seen[-20:])
+    )
+
+
+def start_hub(cpu: int | None, *extra: str) -> Server:
+    """At ``--log-level warning`` the hub does not log its URL: read its listening port."""
+    argv = [sys.executable, "-m", "signaling", "--port", "0", "--log-level", "warning", *extra]
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=(lambda: pin(cpu)) if cpu is not None else None,
+    )
+    assert proc.stderr is not None
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    handle = psutil.Process(proc.pid)
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline and proc.poll() is None:
+        ports = [c.laddr.port for c in handle.net_connections("tcp") if c.status == "LISTEN"]
+        if ports:
+            return Server("hub", proc, f"http://127.0.0.1:{ports[0]}")
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(5)
+    raise BenchSetupError(f"the hub did not listen within {STARTUP_SECONDS:.0f} s: {argv}")
+
+
+def ensure_peerjs() -> Path:
+    """Install ``peer@PEERJS_VERSION`` into bench/peerjs/ unless it is there."""
+    package = PEERJS_DIR / "node_modules" / "peer" / "package.json"
+    if package.is_file() and f'"version": "{PEERJS_VERSION}"' in package.read_text():
+        return PEERJS_DIR
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise BenchSetupError(
+            "the PeerJS comparison needs Node.js and npm: apt-get install nodejs npm"
+        )
+    PEERJS_DIR.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [npm, "install", "--prefix", str(PEERJS_DIR), "--no-audit", "--no-fund",
+         "--loglevel=error", f"peer@{PEERJS_VERSION}"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise BenchSetupError(f"npm install peer@{PEERJS_VERSION} failed:\n{result.stderr}")
+    return PEERJS_DIR
+
+
+def start_peerjs(cpu: int | None) -> Server:
+    folder = ensure_peerjs()
+    node = shutil.which("node") or "node"
+    argv = [node, "--input-type=module", "-e", PEERJS_SCRIPT % PEERJS_KEY]
+    server = _spawn("peerjs", argv, folder, cpu, r"peerjs listening on port (\d+)")
+    server.url = f"http://127.0.0.1:{server.url}"
+    return server
