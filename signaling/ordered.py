@@ -17,10 +17,17 @@ from typing import Any
 
 import socketio
 from engineio import packet as eio_packet
+from engineio import payload as eio_payload
 
 from .fastws import LeanWebSocket
 
 log = logging.getLogger(__name__)
+
+# python-engineio refuses a long-polling POST of more than 16 packets, yet its own
+# client and browsers batch everything queued into one POST: a burst of trickled
+# candidates before the upgrade to WebSocket would drop the connection. The body
+# size stays bounded by ``max_http_buffer_size``.
+MAX_PACKETS_PER_POLL = 1000
 
 Dispatch = Callable[[str, str, list[Any]], dict[str, Any]]
 NAMESPACE = "/"
@@ -36,6 +43,9 @@ class OrderedServer(socketio.AsyncServer):
 
     def __init__(self, dispatch: Dispatch, on_connected: Callable[[str], None], **kwargs: Any):
         kwargs.setdefault("async_handlers", False)
+        eio_payload.Payload.max_decode_packets = max(
+            eio_payload.Payload.max_decode_packets, MAX_PACKETS_PER_POLL
+        )
         super().__init__(**kwargs)
         self._dispatch = dispatch
         self._on_connected = on_connected

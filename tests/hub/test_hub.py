@@ -287,3 +287,40 @@ async def test_ice_servers_from_config(hub_config: Config) -> None:
         await p.close()
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("transports", [["polling"], ["polling", "websocket"]])
+async def test_long_polling_and_upgraded_clients_relay_in_order(
+    hub: RunningHub, transports: list[str]
+) -> None:
+    """Browsers start on long-polling and upgrade; both paths keep order and exactly-once."""
+    caller = Party()
+    await caller.sio.connect(hub.url, transports=transports, wait_timeout=10)
+    await asyncio.wait_for(caller.welcome, 10)
+    answerer = await party(hub.url)
+    try:
+        await caller.call("offer", offer("poll"))
+        for i in range(20):
+            await caller.sio.emit("candidate", {"room": "poll", "candidate": cand(i)})
+        ack = await answerer.call("join", {"room": "poll"})
+        for i in range(20, 40):
+            await caller.sio.emit("candidate", {"room": "poll", "candidate": cand(i)})
+        live = [
+            (await answerer.next("candidate"))["candidate"]
+            for _ in range(40 - len(ack["candidates"]))
+        ]
+        assert ack["candidates"] + live == [cand(i) for i in range(40)]
+        await answerer.call("answer", answer("poll"))
+        assert await caller.next("answer") == answer("poll")
+        for i in range(30):
+            await answerer.sio.emit("candidate", {"room": "poll", "candidate": cand(i)})
+        assert [(await caller.next("candidate"))["candidate"] for _ in range(30)] == [
+            cand(i) for i in range(30)
+        ]
+        await caller.nothing_more()
+    finally:
+        # python-engineio's client lingers ~30 s when it closes a polling connection
+        # itself; a close from the hub ends its pending poll at once
+        await hub.hub.sio.disconnect(caller.sio.get_sid())
+        await caller.close()
+        await answerer.close()
