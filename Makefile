@@ -6,7 +6,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
-SYSTEM_PACKAGES := chromium xvfb redis-server coturn libgl1 libglib2.0-0 xauth
 STAMP := $(VENV)/.installed
 
 .PHONY: setup run test lint sysdeps bench clean
@@ -25,13 +24,12 @@ static/node_modules/.package-lock.json: static/package.json static/package-lock.
 run: setup
 	$(PY) -m signaling --host $(HOST) --port $(PORT)
 
-# Installs the Debian packages the tests drive (browser, X server, Redis, coturn)
+# Installs the Debian packages the tests drive (browser, X server, coturn, OpenCV's libGL)
 # when they are missing and we are root; otherwise the tests say what to install.
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v Xvfb >/dev/null || missing="$$missing xvfb xauth"; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	ldconfig -p | grep -q libGL.so.1 || missing="$$missing libgl1 libglib2.0-0"; \
 	if [ -n "$$missing" ]; then \
