@@ -131,6 +131,15 @@ def parse_room(payload: dict[str, Any], event: str) -> str:
     return room
 
 
+def _check_size(text: str, limit: int, what: str) -> None:
+    """Limits are in UTF-8 bytes, as on the wire; ASCII (nearly all SDP) is counted for free."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise SignalingError(
+            ErrorCode.TOO_LARGE, f"{what} is {size} bytes; at most {limit} bytes are accepted"
+        )
+
+
 def parse_description(
     payload: dict[str, Any], event: str, expected_type: str, max_sdp_bytes: int
 ) -> Description:
@@ -146,12 +155,7 @@ def parse_description(
     sdp = raw.get("sdp")
     if not isinstance(sdp, str):
         raise _invalid(f"{event}: description.sdp must be a string, got {_quote(sdp)}")
-    size = len(sdp) if sdp.isascii() else len(sdp.encode("utf-8", "surrogatepass"))
-    if size > max_sdp_bytes:
-        raise SignalingError(
-            ErrorCode.TOO_LARGE,
-            f"{event}: SDP is {size} bytes; at most {max_sdp_bytes} bytes are accepted",
-        )
+    _check_size(sdp, max_sdp_bytes, f"{event}: SDP")
     return Description(expected_type, sdp)
 
 
@@ -188,13 +192,7 @@ def parse_candidate(payload: dict[str, Any]) -> Candidate | None:
     text = raw.get("candidate")
     if not isinstance(text, str):
         raise _invalid(f"candidate: candidate.candidate must be a string, got {_quote(text)}")
-    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-    if size > MAX_CANDIDATE_BYTES:
-        raise SignalingError(
-            ErrorCode.TOO_LARGE,
-            f"candidate: candidate string is {size} bytes; at most "
-            f"{MAX_CANDIDATE_BYTES} bytes are accepted",
-        )
+    _check_size(text, MAX_CANDIDATE_BYTES, "candidate: candidate string")
     mid = _optional_str(raw, "sdpMid")
     index = raw.get("sdpMLineIndex")
     if index is not None and (
