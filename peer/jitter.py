@@ -157,10 +157,15 @@ def use_marker_buffer(receiver: RTCRtpReceiver, max_wait_frames: int = MAX_WAIT_
     current = getattr(receiver, _RECEIVER_BUFFER, None)
     if isinstance(current, MarkerJitterBuffer):
         return True
-    if not isinstance(current, JitterBuffer) or not getattr(current, "_is_video", False):
-        log.warning("receiver %#x: unknown aiortc jitter buffer, keeping it", id(receiver))
+    started = getattr(receiver, _RECEIVER_STARTED, None)
+    if (
+        not isinstance(current, JitterBuffer)
+        or not getattr(current, "_is_video", False)
+        or not isinstance(started, bool)
+    ):
+        log.warning("receiver %#x: unknown aiortc receiver internals, keeping them", id(receiver))
         return False
-    if getattr(receiver, _RECEIVER_STARTED, True):
+    if started:
         log.warning("receiver %#x: already receiving, keeping the stock buffer", id(receiver))
         return False
     setattr(receiver, _RECEIVER_BUFFER, MarkerJitterBuffer(current.capacity, max_wait_frames))
