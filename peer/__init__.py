@@ -1,27 +1,47 @@
-"""p2pcall Python peer (aiortc): signaling client, call, media sources and sinks."""
+"""p2pcall Python peer (aiortc): signaling client, call, media sources and sinks.
 
-# OpenCV first: its Qt window (``--show``) hangs when PyAV's bundled libraries load first.
-import cv2  # noqa: F401
+Names load on first use (PEP 562), so ``python -m peer --help`` and library users
+who need only part of the API do not pay for aiortc, PyAV and OpenCV up front.
+To show video with :class:`Display`, import :mod:`peer.display` before aiortc.
+"""
 
-from .call import Call, CallOptions, Phase, chat_message, parse_chat
-from .config import PeerConfig, config_from_args
-from .errors import (
-    CallTimeout,
-    ExitCode,
-    HubUnreachable,
-    MediaError,
-    PeerError,
-    RoomBusy,
-    RoomFull,
-    SignalingError,
-    Unauthorized,
-    UsageError,
-)
-from .media import CaptureSource, Sources, TestSource, ToneSource, open_sources
-from .signaling import SignalingClient, Welcome
-from .sinks import Display, LatestFrame, VideoSink
-from .stats import CallStats
-from .testsrc import Stamp, read_stamp
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Call": "call",
+    "CallOptions": "call",
+    "CallStats": "stats",
+    "CallTimeout": "errors",
+    "CaptureSource": "media",
+    "Display": "display",
+    "ExitCode": "errors",
+    "HubUnreachable": "errors",
+    "LatestFrame": "sinks",
+    "MediaError": "errors",
+    "PeerConfig": "config",
+    "PeerError": "errors",
+    "Phase": "call",
+    "RoomBusy": "errors",
+    "RoomFull": "errors",
+    "SignalingClient": "signaling",
+    "SignalingError": "errors",
+    "Sources": "media",
+    "Stamp": "testsrc",
+    "TestSource": "media",
+    "ToneSource": "media",
+    "Unauthorized": "errors",
+    "UsageError": "errors",
+    "VideoSink": "sinks",
+    "Welcome": "signaling",
+    "chat_message": "call",
+    "config_from_args": "config",
+    "open_sources": "media",
+    "parse_chat": "call",
+    "read_stamp": "testsrc",
+}
 
 __all__ = [
     "Call",
@@ -55,3 +75,35 @@ __all__ = [
     "parse_chat",
     "read_stamp",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .call import Call, CallOptions, Phase, chat_message, parse_chat
+    from .config import PeerConfig, config_from_args
+    from .display import Display
+    from .errors import (
+        CallTimeout,
+        ExitCode,
+        HubUnreachable,
+        MediaError,
+        PeerError,
+        RoomBusy,
+        RoomFull,
+        SignalingError,
+        Unauthorized,
+        UsageError,
+    )
+    from .media import CaptureSource, Sources, TestSource, ToneSource, open_sources
+    from .signaling import SignalingClient, Welcome
+    from .sinks import LatestFrame, VideoSink
+    from .stats import CallStats
+    from .testsrc import Stamp, read_stamp

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from aiortc import (
     RTCConfiguration,
@@ -36,6 +36,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
 from . import jitter
+from .config import CODECS, Role
 from .errors import CallTimeout, HubUnreachable, MediaError, PeerError
 from .media import Sources, wall_ms
 from .protocol import (
@@ -49,8 +50,6 @@ from .stats import CallStats
 
 log = logging.getLogger(__name__)
 
-Role = Literal["caller", "answerer"]
-CODECS = ("vp8", "h264")
 CHAT_LABEL = "chat"
 STATS_INTERVAL = 1.0
 

@@ -8,15 +8,16 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from signaling.config import ConfigError, parse_ice_server
 
-from .call import CODECS, Role
 from .errors import UsageError
-from .sinks import check_record_path
 from .testsrc import check_size
 
+Role = Literal["caller", "answerer"]
+CODECS = ("vp8", "h264")
+RECORD_FORMATS = (".mp4", ".webm", ".mkv")
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ROLES = ("caller", "answerer")
 VIDEO_KINDS = "testsrc, webcam, webcam:N, webcam:/dev/videoN, none or a video file"
@@ -226,3 +227,16 @@ def config_from_args(
     elif "PEER_VERBOSE" in env:
         kw["verbose"] = int(_number("PEER_VERBOSE", env["PEER_VERBOSE"], zero=True))
     return PeerConfig(**kw)
+
+
+def check_record_path(path: str) -> Path:
+    """``--record`` must name an mp4, webm or mkv file in an existing folder."""
+    target = Path(path)
+    if target.suffix.lower() not in RECORD_FORMATS:
+        raise ValueError(
+            f"--record: {path!r} has no supported extension; use one of "
+            + ", ".join(RECORD_FORMATS)
+        )
+    if not target.parent.is_dir():
+        raise ValueError(f"--record: folder {str(target.parent)!r} does not exist")
+    return target

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
@@ -106,6 +105,8 @@ class _Grabber(threading.Thread):
         self.latest: np.ndarray | None = None
         self.seq = 0
         self.error: str | None = None
+        import cv2  # only webcams and video files need OpenCV; it costs ~0.2 s to load
+
         self.capture = cv2.VideoCapture(source)
         if not self.capture.isOpened():
             raise MediaError(f"cannot open video source {source!r} with OpenCV")
@@ -116,6 +117,8 @@ class _Grabber(threading.Thread):
         self.fresh = asyncio.Event()
 
     def run(self) -> None:
+        import cv2  # already loaded by __init__
+
         next_due = time.monotonic()
         try:
             while not self.stopped.is_set():

@@ -1,9 +1,31 @@
-"""p2pcall signaling hub: holds a caller's offer and candidates until the answerer joins."""
+"""p2pcall signaling hub: holds a caller's offer and candidates until the answerer joins.
 
-from .config import Config, ConfigError, config_from_args
-from .protocol import Candidate, Description, ErrorCode, Event, HangupReason, SignalingError
-from .rooms import Limits, Outcome, Rooms, Send
-from .server import Hub, create_app
+Names load on first use (PEP 562): the Python peer reads :mod:`signaling.config`
+for its ICE-server flags without loading the server stack.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Candidate": "protocol",
+    "Config": "config",
+    "ConfigError": "config",
+    "Description": "protocol",
+    "ErrorCode": "protocol",
+    "Event": "protocol",
+    "HangupReason": "protocol",
+    "Hub": "server",
+    "Limits": "rooms",
+    "Outcome": "rooms",
+    "Rooms": "rooms",
+    "Send": "rooms",
+    "SignalingError": "protocol",
+    "config_from_args": "config",
+    "create_app": "server",
+}
 
 __all__ = [
     "Candidate",
@@ -22,3 +44,19 @@ __all__ = [
     "config_from_args",
     "create_app",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .config import Config, ConfigError, config_from_args
+    from .protocol import Candidate, Description, ErrorCode, Event, HangupReason, SignalingError
+    from .rooms import Limits, Outcome, Rooms, Send
+    from .server import Hub, create_app

@@ -7,6 +7,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -74,13 +75,14 @@ def turn_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-        for _ in range(100):
+        # a refused probe returns at once, so wait by the clock, not by a count of probes
+        deadline = time.monotonic() + 20
+        while not stun_answers(port):
             if proc.poll() is not None:
                 pytest.fail(f"turnserver exited with {proc.returncode}; see {log.name}")
-            if stun_answers(port):
-                break
-        else:
-            pytest.fail(f"turnserver did not answer STUN within 20 s; see {log.name}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"turnserver did not answer STUN within 20 s; see {log.name}")
+            time.sleep(0.1)
         yield f"turn:{TURN_USER}:{TURN_SECRET}@127.0.0.1:{port}"
     finally:
         proc.terminate()
