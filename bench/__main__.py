@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.hub_load", "bench.media")
+BENCHMARKS = ("bench.hub_load", "bench.media", "bench.browser_first_frame")
 
 
 def main(argv: list[str]) -> int:
