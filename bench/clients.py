@@ -1,8 +1,14 @@
 """Lean WebSocket clients for the load generator: Socket.IO v5 and PeerJS.
 
-python-socketio's ``AsyncClient`` costs about 3.5x the CPU of a hand-written
-client, which would make the generator the bottleneck. These speak just enough
-of each protocol for the call pattern, over one aiohttp WebSocket each:
+The generator shares one core with nothing else, and must not be what the
+benchmark measures: python-socketio's ``AsyncClient`` costs about 3.5x the CPU
+of a hand-written client, and even aiohttp's client WebSocket (a reader task,
+a message object and a queue hop per frame) held the generator at 80-90 % of
+its core while PeerJS's server idled at half of its own. So each connection
+here is a bare ``asyncio.Protocol``: one HTTP upgrade written by hand, frames
+parsed in ``data_received`` and handed to a callback, frames written with one
+``transport.write``. Client frames are masked, as RFC 6455 requires, with the
+all-zero key, which leaves the payload bytes as they are.
 
 - Socket.IO 5 over Engine.IO 4, WebSocket transport only: ``0{...}`` open,
   ``40{auth}`` connect, ``40{"sid"}`` reply (``44{...}`` refusal), events
@@ -15,144 +21,273 @@ of each protocol for the call pattern, over one aiohttp WebSocket each:
 from __future__ import annotations
 
 import asyncio
-import itertools
+import struct
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 OnMessage = Callable[[str, Any], None]
+# Any 16 bytes, base64 (RFC 6455's example): the accept key is not checked, the 101 is.
+_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+_ZERO_MASK = b"\x00\x00\x00\x00"
+_CLOSE_FRAME = b"\x88\x82" + _ZERO_MASK + struct.pack("!H", 1000)
+CLOSE_TIMEOUT = 10.0
 
 
 class ProtocolError(Exception):
     """The server said something the call pattern does not allow."""
 
 
-def _ws_url(url: str) -> str:
-    return "ws" + url[4:] if url.startswith("http") else url
+def _frame(text: str) -> bytes:
+    """One masked (zero key) FIN text frame."""
+    body = text.encode()
+    n = len(body)
+    if n < 126:
+        head = bytes((0x81, 0x80 | n))
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x81, 0xFE, n)
+    else:
+        head = struct.pack("!BBQ", 0x81, 0xFF, n)
+    return head + _ZERO_MASK + body
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """Mark a failed future's exception as seen: the caller raises its own."""
+    if fut.done() and not fut.cancelled():
+        fut.exception()
+
+
+class WsClient(asyncio.Protocol):
+    """A client WebSocket that calls ``on_text(str)`` for each text message."""
+
+    def __init__(self, on_text: Callable[[str], None]) -> None:
+        self.on_text = on_text
+        self.transport: asyncio.Transport | None = None
+        self._buf = b""
+        self._upgraded = False
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    async def connect(self, url: str, target: str) -> None:
+        """Connect to ``url``'s host and upgrade ``target`` (path + query)."""
+        parts = urlsplit(url)
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(
+            lambda: self, parts.hostname or "127.0.0.1", parts.port or 80
+        )
+        self.transport = transport
+        transport.write(
+            f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {_KEY}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        try:
+            await self.opened
+        except BaseException:
+            transport.abort()
+            raise
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError("closed during the WebSocket upgrade"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        if not self._upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self._buf = buf
+                return
+            status = buf[: buf.find(b"\r\n")]
+            if b" 101 " not in status:
+                self.opened.set_exception(ProtocolError(f"upgrade refused: {status!r}"))
+                self._buf = b""
+                assert self.transport is not None
+                self.transport.abort()
+                return
+            self._upgraded = True
+            self.opened.set_result(None)
+            buf = buf[end + 4 :]
+        at, size = 0, len(buf)
+        while size - at >= 2:
+            b0, b1 = buf[at], buf[at + 1]
+            n, head = b1 & 0x7F, 2
+            if n == 126:
+                if size - at < 4:
+                    break
+                n, head = (buf[at + 2] << 8) | buf[at + 3], 4
+            elif n == 127:
+                if size - at < 10:
+                    break
+                n, head = struct.unpack_from("!Q", buf, at + 2)[0], 10
+            if size - at < head + n:
+                break
+            payload = buf[at + head : at + head + n]
+            at += head + n
+            opcode = b0 & 0x0F
+            if opcode == 1:
+                self.on_text(payload.decode())
+            elif opcode == 8:
+                assert self.transport is not None
+                self.transport.close()
+            elif opcode == 9:  # ping -> pong with the same payload
+                self._write(bytes((0x8A, 0x80 | len(payload))) + _ZERO_MASK + payload)
+        self._buf = buf[at:]
+
+    def _write(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def send(self, text: str) -> None:
+        self._write(_frame(text))
+
+    async def close(self) -> None:
+        """Send a close frame; wait for the server to drop the connection."""
+        if self.transport is None:
+            return
+        self._write(_CLOSE_FRAME)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.closed), CLOSE_TIMEOUT)
+        except TimeoutError:
+            assert self.transport is not None
+            self.transport.abort()
 
 
 class SioConn:
     """One Socket.IO connection to the default namespace."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, on_event: OnMessage) -> None:
-        self.ws = ws
+    def __init__(self, on_event: OnMessage, auth: str = "{}") -> None:
         self.on_event = on_event
+        self._auth = auth
         self.sid = ""
-        self._ids = itertools.count()
+        self.ws: WsClient | None = None
+        self._next_id = 0
         self._acks: dict[int, asyncio.Future[Any]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._stage = 0  # 0: want Engine.IO open, 1: want CONNECT reply, 2: connected
+        self._connected: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     @classmethod
-    async def connect(
-        cls, session: aiohttp.ClientSession, url: str, auth: str, on_event: OnMessage
-    ) -> SioConn:
+    async def connect(cls, url: str, auth: str, on_event: OnMessage) -> SioConn:
         """Open, send ``40{auth}`` (``auth`` is JSON text), wait for the CONNECT reply."""
-        ws = await session.ws_connect(
-            _ws_url(url) + "/socket.io/?EIO=4&transport=websocket", max_msg_size=0
-        )
+        conn = cls(on_event, auth)
+        conn.ws = WsClient(conn._on_text)
+        conn.ws.closed.add_done_callback(conn._on_closed)
         try:
-            first = await ws.receive_str()
-            if not first.startswith("0{"):
-                raise ProtocolError(f"expected Engine.IO open, got {first[:80]!r}")
-            await ws.send_str("40" + auth)
-            reply = await ws.receive_str()
-            while reply == "2":
-                await ws.send_str("3")
-                reply = await ws.receive_str()
-            if not reply.startswith("40"):
-                raise ProtocolError(f"connect refused: {reply[:200]!r}")
+            await conn.ws.connect(url, "/socket.io/?EIO=4&transport=websocket")
+            conn.sid = await conn._connected
         except BaseException:
-            await ws.close()
+            _consume(conn._connected)
+            await conn.ws.close()
             raise
-        conn = cls(ws, on_event)
-        conn.sid = orjson.loads(reply[2:])["sid"]
-        conn._reader = asyncio.create_task(conn._read())
         return conn
 
-    async def emit(self, event: str, data_json: str) -> asyncio.Future[Any]:
+    def emit(self, event: str, data_json: str) -> asyncio.Future[Any]:
         """Send ``event`` with ack; the returned future gets the ack value."""
-        ack_id = next(self._ids)
+        ack_id = self._next_id
+        self._next_id += 1
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._acks[ack_id] = fut
-        await self.ws.send_str(f'42{ack_id}["{event}",{data_json}]')
+        assert self.ws is not None
+        self.ws.send(f'42{ack_id}["{event}",{data_json}]')
         return fut
 
     async def call(self, event: str, data_json: str) -> Any:
-        return await (await self.emit(event, data_json))
+        return await self.emit(event, data_json)
 
-    async def _read(self) -> None:
-        ws = self.ws
-        try:
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    continue
-                data: str = msg.data
-                if data.startswith("42"):
-                    event, *args = orjson.loads(data[2:])
-                    self.on_event(event, args[0] if args else None)
-                elif data.startswith("43"):
-                    at = data.index("[")
-                    fut = self._acks.pop(int(data[2:at]), None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(orjson.loads(data[at:])[0])
-                elif data == "2":
-                    await ws.send_str("3")
-                elif data.startswith(("41", "1")):
-                    break
-        finally:
-            error = ConnectionError("socket closed before the ack")
-            for fut in self._acks.values():
-                if not fut.done():
-                    fut.set_exception(error)
-            self._acks.clear()
+    def _on_text(self, data: str) -> None:
+        assert self.ws is not None
+        if data.startswith("42"):
+            event, *args = orjson.loads(data[2:])
+            self.on_event(event, args[0] if args else None)
+        elif data.startswith("43"):
+            at = data.index("[")
+            fut = self._acks.pop(int(data[2:at]), None)
+            if fut is not None and not fut.done():
+                fut.set_result(orjson.loads(data[at:])[0])
+        elif data == "2":
+            self.ws.send("3")
+        elif self._stage == 0:
+            if not data.startswith("0{"):
+                self._fail(ProtocolError(f"expected Engine.IO open, got {data[:80]!r}"))
+                return
+            self._stage = 1
+            self.ws.send("40" + self._auth)
+        elif self._stage == 1:
+            if not data.startswith("40"):
+                self._fail(ProtocolError(f"connect refused: {data[:200]!r}"))
+                return
+            self._stage = 2
+            self._connected.set_result(orjson.loads(data[2:])["sid"])
+
+    def _fail(self, exc: Exception) -> None:
+        if not self._connected.done():
+            self._connected.set_exception(exc)
+            _consume(self._connected)  # connect() raises it, or the socket is long gone
+
+    def _on_closed(self, _: Any) -> None:
+        self._fail(ConnectionError("socket closed before the Socket.IO connect"))
+        error = ConnectionError("socket closed before the ack")
+        for fut in self._acks.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self._acks.clear()
 
     async def close(self) -> None:
+        assert self.ws is not None
         await self.ws.close()
-        if self._reader is not None:
-            await self._reader
 
 
 class PeerjsConn:
     """One PeerJS client connection (``OPEN`` already received)."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, on_message: OnMessage) -> None:
-        self.ws = ws
+    def __init__(self, on_message: OnMessage) -> None:
         self.on_message = on_message
-        self._reader: asyncio.Task[None] | None = None
+        self.ws: WsClient | None = None
+        self._open: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod
     async def connect(
-        cls,
-        session: aiohttp.ClientSession,
-        url: str,
-        peer_id: str,
-        token: str,
-        on_message: OnMessage,
-        key: str = "peerjs",
+        cls, url: str, peer_id: str, token: str, on_message: OnMessage, key: str = "peerjs"
     ) -> PeerjsConn:
-        ws = await session.ws_connect(
-            f"{_ws_url(url)}/peerjs?key={key}&id={peer_id}&token={token}", max_msg_size=0
-        )
-        first = await ws.receive_str()
-        if not first.startswith('{"type":"OPEN"'):
-            await ws.close()
-            raise ProtocolError(f"expected OPEN, got {first[:200]!r}")
-        conn = cls(ws, on_message)
-        conn._reader = asyncio.create_task(conn._read())
+        conn = cls(on_message)
+        conn.ws = WsClient(conn._on_text)
+        conn.ws.closed.add_done_callback(conn._on_closed)
+        try:
+            await conn.ws.connect(url, f"/peerjs?key={key}&id={peer_id}&token={token}")
+            await conn._open
+        except BaseException:
+            _consume(conn._open)
+            await conn.ws.close()
+            raise
         return conn
 
-    async def send(self, kind: str, dst: str, payload_json: str) -> None:
-        await self.ws.send_str(f'{{"type":"{kind}","dst":"{dst}","payload":{payload_json}}}')
+    def send(self, kind: str, dst: str, payload_json: str) -> None:
+        assert self.ws is not None
+        self.ws.send(f'{{"type":"{kind}","dst":"{dst}","payload":{payload_json}}}')
 
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                data = orjson.loads(msg.data)
-                self.on_message(data["type"], data.get("payload"))
+    def _on_text(self, text: str) -> None:
+        data = orjson.loads(text)
+        if not self._open.done():
+            if data.get("type") == "OPEN":
+                self._open.set_result(None)
+            else:
+                self._open.set_exception(ProtocolError(f"expected OPEN, got {text[:200]!r}"))
+            return
+        self.on_message(data["type"], data.get("payload"))
+
+    def _on_closed(self, _: Any) -> None:
+        if not self._open.done():
+            self._open.set_exception(ConnectionError("socket closed before OPEN"))
+            _consume(self._open)
 
     async def close(self) -> None:
+        assert self.ws is not None
         await self.ws.close()
-        if self._reader is not None:
-            await self._reader

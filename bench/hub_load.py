@@ -15,9 +15,11 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,9 @@ from .servers import PEERJS_VERSION, ROOT, BenchSetupError, Server, pin, start_h
 TARGETS: dict[str, Callable[[int | None], Server]] = {"hub": start_hub, "peerjs": start_peerjs}
 RESULTS_DIR = ROOT / "bench" / "results"
 DRAIN_SECONDS = 60.0
+# Paced load, well under either server's capacity on one core: latency at a given
+# load rather than the length of a saturated server's queue.
+DEFAULT_RATE = 200.0
 FIGURES = (
     "setups_per_s",
     "cpu_s_per_1000_setups",
@@ -57,6 +62,7 @@ class Plan:
     warmup: float
     generators: int
     memory_sockets: int
+    rate: float
     server_cpu: int | None
     load_cpu: int | None
 
@@ -134,21 +140,35 @@ def memory_probe(target: str, server: Server, plan: Plan) -> dict[str, float]:
     }
 
 
-def load_run(target: str, server: Server, pairs: int, plan: Plan) -> dict[str, Any]:
-    """One window of ``pairs`` call pairs in flight; the server's CPU over exactly it."""
+def load_run(target: str, server: Server, pairs: int, plan: Plan, rate: float) -> dict[str, Any]:
+    """One window of ``pairs`` call pairs in flight; the server's CPU over exactly it.
+
+    ``rate`` 0 runs the pairs back to back (saturation); > 0 paces them at
+    ``rate`` setups/s in total (see ``bench.loadgen``).
+    """
     proc = server.stats()
     start = time.monotonic_ns() + int(plan.warmup * 1e9)
     end = start + int(plan.seconds * 1e9)
     n_gen = max(1, min(plan.generators, pairs))
     shares = [pairs // n_gen + (i < pairs % n_gen) for i in range(n_gen)]
     window = ["--start-ns", str(start), "--end-ns", str(end)]
+    common = ["--target", target, "--url", server.url, *window]
+    folder = Path(tempfile.mkdtemp(prefix="hub_load-"))
+    outs = [folder / f"tally-{i}.json" for i in range(n_gen)]
     gens = [
         _loadgen(
-            ["--target", target, "--url", server.url, "--pairs", str(share), *window],
+            [
+                *common,
+                "--pairs",
+                f"{share}",
+                "--rate",
+                f"{rate * share / pairs}",
+                "--out",
+                f"{out}",
+            ],
             plan,
-            stdout=subprocess.PIPE,
         )
-        for share in shares
+        for share, out in zip(shares, outs, strict=True)
     ]
     handles = [psutil.Process(g.pid) for g in gens]
     time.sleep(max(0.0, (start - time.monotonic_ns()) / 1e9))
@@ -156,17 +176,21 @@ def load_run(target: str, server: Server, pairs: int, plan: Plan) -> dict[str, A
     time.sleep(max(0.0, (end - time.monotonic_ns()) / 1e9))
     cpu1, gen1 = _cpu(proc), sum(_cpu(h) for h in handles)
     tallies = []
-    for g in gens:
-        out, _ = g.communicate(timeout=DRAIN_SECONDS)
-        if g.returncode != 0:
-            raise BenchSetupError(f"load generator for {target} failed with {g.returncode}")
-        tallies.append(json.loads(out))
+    try:
+        for g, out in zip(gens, outs, strict=True):
+            if g.wait(timeout=DRAIN_SECONDS) != 0:
+                raise BenchSetupError(f"load generator for {target} failed with {g.returncode}")
+            tallies.append(json.loads(out.read_text()))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     latencies = sorted(x for t in tallies for x in t["latencies_us"])
     setups = sum(t["setups_window"] for t in tallies)
     cpu = cpu1 - cpu0
     return {
         "target": target,
         "pairs": pairs,
+        "mode": "paced" if rate else "saturated",
+        "offered_setups_per_s": rate or None,
         "seconds": plan.seconds,
         "setups": setups,
         "setups_total": sum(t["setups_total"] for t in tallies),
@@ -185,6 +209,7 @@ def load_run(target: str, server: Server, pairs: int, plan: Plan) -> dict[str, A
         "duplicated": sum(t["duplicated"] for t in tallies),
         "reordered": sum(t["reordered"] for t in tallies),
         "errors": sum(t["errors"] for t in tallies),
+        "load_avg_1min": os.getloadavg()[0],
         "error_samples": [s for t in tallies for s in t["error_samples"]][:5],
     }
 
@@ -193,7 +218,11 @@ def run_target(target: str, plan: Plan) -> tuple[dict[str, float], list[dict[str
     server = TARGETS[target](plan.server_cpu)
     try:
         memory = memory_probe(target, server, plan)
-        runs = [load_run(target, server, n, plan) for n in plan.pairs]
+        runs = []
+        for n in plan.pairs:
+            runs.append(load_run(target, server, n, plan, 0))
+            if plan.rate:
+                runs.append(load_run(target, server, n, plan, plan.rate))
     finally:
         server.stop()
     return memory, runs
@@ -203,28 +232,44 @@ def summarise(
     memory: dict[str, list[dict[str, float]]], runs: list[dict[str, Any]], plan: Plan
 ) -> dict[str, Any]:
     """Medians over repeats (integrity counts summed), and our/PeerJS ratios."""
-    summary: dict[str, Any] = {"memory": {}, "load": {}, "ratios": {}}
+    summary: dict[str, Any] = {"memory": {}, "load": {}, "paced": {}, "ratios": {}}
     for target, probes in memory.items():
         summary["memory"][target] = {
             key: statistics.median(p[key] for p in probes) for key in probes[0]
         }
     for target in memory:
         for n in plan.pairs:
-            mine = [r for r in runs if r["target"] == target and r["pairs"] == n]
-            row: dict[str, float] = {}
-            for key in FIGURES:
-                values = [r[key] for r in mine]
-                summed = key in ("errors", "lost", "duplicated", "reordered", "relayed")
-                row[key] = sum(values) if summed else statistics.median(values)
-            summary["load"].setdefault(target, {})[str(n)] = row
+            for mode, section in (("saturated", "load"), ("paced", "paced")):
+                mine = [
+                    r for r in runs if (r["target"], r["pairs"], r["mode"]) == (target, n, mode)
+                ]
+                if not mine:
+                    continue
+                row: dict[str, float] = {}
+                for key in FIGURES:
+                    values = [r[key] for r in mine]
+                    summed = key in ("errors", "lost", "duplicated", "reordered", "relayed")
+                    row[key] = sum(values) if summed else statistics.median(values)
+                summary[section].setdefault(target, {})[str(n)] = row
     for n in plan.pairs if set(TARGETS) <= set(memory) else ():
         ours, theirs = summary["load"]["hub"][str(n)], summary["load"]["peerjs"][str(n)]
-        summary["ratios"][str(n)] = {
+        ratio = {
             "setups_per_cpu_s": ours["setups_per_cpu_s"] / theirs["setups_per_cpu_s"],
             "cpu_per_setup": ours["cpu_s_per_1000_setups"] / theirs["cpu_s_per_1000_setups"],
-            "p99": ours["p99_ms"] / theirs["p99_ms"] if theirs["p99_ms"] else float("nan"),
+            "p99": _ratio(ours["p99_ms"], theirs["p99_ms"]),
         }
+        if summary["paced"]:
+            ours, theirs = summary["paced"]["hub"][str(n)], summary["paced"]["peerjs"][str(n)]
+            ratio["paced_cpu_per_setup"] = _ratio(
+                ours["cpu_s_per_1000_setups"], theirs["cpu_s_per_1000_setups"]
+            )
+            ratio["paced_p99"] = _ratio(ours["p99_ms"], theirs["p99_ms"])
+        summary["ratios"][str(n)] = ratio
     return summary
+
+
+def _ratio(ours: float, theirs: float) -> float:
+    return ours / theirs if theirs else float("nan")
 
 
 def _version(package: str) -> str:
@@ -260,11 +305,37 @@ def machine() -> dict[str, Any]:
 
 
 def print_summary(summary: dict[str, Any], plan: Plan) -> None:
-    print("\nmedians of", plan.repeat, "run(s);", plan.seconds, "s windows")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print("\nmedians of", plan.repeat, "run(s);", plan.seconds, "s windows; load average", load)
     head = f"{'server':8} {'pairs':>5} {'setups/s':>9} {'cpu-s/1k':>9} {'setups/cpu-s':>12} "
     head += f"{'p50 ms':>7} {'p99 ms':>7} {'srv cpu':>7} {'gen cpu':>7} errors lost dup reord"
-    print(head)
-    for target, rows in summary["load"].items():
+    for section, title in (("load", "saturated (back to back)"), ("paced", "paced")):
+        if not summary[section]:
+            continue
+        if section == "paced":
+            title += f" at {plan.rate:g} setups/s offered"
+        print(title)
+        print(head)
+        _print_rows(summary[section])
+    for n, r in summary["ratios"].items():
+        paced = (
+            f"; paced: CPU per setup {r['paced_cpu_per_setup']:.2f}x, p99 {r['paced_p99']:.2f}x"
+            if "paced_p99" in r
+            else ""
+        )
+        print(
+            f"ours/PeerJS at {n} pairs: setups per CPU-second {r['setups_per_cpu_s']:.2f}x, "
+            f"CPU per setup {r['cpu_per_setup']:.2f}x, p99 {r['p99']:.2f}x{paced}"
+        )
+    for target, m in summary["memory"].items():
+        print(
+            f"{target}: RSS per idle socket {m['rss_per_idle_socket_bytes'] / 1024:.1f} KiB, "
+            f"per held offer + 10 candidates {m['rss_per_held_offer_bytes'] / 1024:.1f} KiB"
+        )
+
+
+def _print_rows(load: dict[str, dict[str, dict[str, float]]]) -> None:
+    for target, rows in load.items():
         for n, r in rows.items():
             print(
                 f"{target:8} {n:>5} {r['setups_per_s']:9.1f} {r['cpu_s_per_1000_setups']:9.3f} "
@@ -272,16 +343,6 @@ def print_summary(summary: dict[str, Any], plan: Plan) -> None:
                 f"{r['server_cpu_util']:7.0%} {r['generator_cpu_util']:7.0%} "
                 f"{r['errors']:6.0f} {r['lost']:4.0f} {r['duplicated']:3.0f} {r['reordered']:5.0f}"
             )
-    for n, r in summary["ratios"].items():
-        print(
-            f"ours/PeerJS at {n} pairs: setups per CPU-second {r['setups_per_cpu_s']:.2f}x, "
-            f"CPU per setup {r['cpu_per_setup']:.2f}x, p99 {r['p99']:.2f}x"
-        )
-    for target, m in summary["memory"].items():
-        print(
-            f"{target}: RSS per idle socket {m['rss_per_idle_socket_bytes'] / 1024:.1f} KiB, "
-            f"per held offer + 10 candidates {m['rss_per_held_offer_bytes'] / 1024:.1f} KiB"
-        )
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
@@ -291,6 +352,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
     p.add_argument("--repeat", type=int, default=3, help="runs per concurrency; medians kept")
     p.add_argument("--warmup", type=float, default=2.0, help="ramp-up before each window")
     p.add_argument("--generators", type=int, default=1, help="load generator processes")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help="offered setups/s of the paced run after each saturated one (0: none)",
+    )
     p.add_argument("--memory-sockets", type=int, default=1000, help="sockets in the memory probe")
     p.add_argument("--targets", default="hub,peerjs", help="servers to run (hub, peerjs)")
     p.add_argument("--smoke", action="store_true", help="a few seconds, small N (for tests)")
@@ -306,14 +373,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
         p.error(f"--pairs: expected comma-separated integers, got {args.pairs!r}")
     if not pairs or min(pairs) < 1:
         p.error(f"--pairs: every concurrency must be >= 1, got {args.pairs!r}")
+    if args.rate < 0:
+        p.error(f"--rate: expected setups/s >= 0, got {args.rate}")
     if args.seconds <= 0 or args.repeat < 1 or args.generators < 1 or args.memory_sockets < 1:
         p.error("--seconds must be > 0; --repeat, --generators, --memory-sockets >= 1")
     server_cpu, load_cpu = cpus()
     if args.smoke:
-        return args, Plan((10,), 2.0, 1, 1.0, 1, 50, server_cpu, load_cpu)
+        return args, Plan((10,), 2.0, 1, 1.0, 1, 50, 20.0, server_cpu, load_cpu)
     plan = Plan(
         pairs, args.seconds, args.repeat, args.warmup, args.generators, args.memory_sockets,
-        server_cpu, load_cpu,
+        args.rate, server_cpu, load_cpu,
     )  # fmt: skip
     return args, plan
 
@@ -326,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     memory: dict[str, list[dict[str, float]]] = {t: [] for t in args.targets.split(",")}
     runs: list[dict[str, Any]] = []
     started = datetime.now(UTC)
+    load_start = os.getloadavg()
     try:
         for rep in range(plan.repeat):
             for target in memory:
@@ -335,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs.extend(target_runs)
                 for r in target_runs:
                     print(
-                        f"  {r['pairs']:>5} pairs: {r['setups_per_s']:.0f} setups/s, "
+                        f"  {r['pairs']:>5} pairs {r['mode']:9}: {r['setups_per_s']:.0f} setups/s, "
                         f"{r['setups_per_cpu_s']:.0f} setups/cpu-s, p99 {r['p99_ms']:.1f} ms, "
                         f"errors {r['errors']} lost {r['lost']}",
                         flush=True,
@@ -352,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started": started.isoformat(),
         "machine": machine(),
         "plan": {**plan.__dict__, "pairs": list(plan.pairs)},
+        # 1, 5, 15-minute load averages: the figures only mean something on a quiet machine
+        "load_avg_start": load_start,
+        "load_avg_end": os.getloadavg(),
         "summary": summary,
         "memory_runs": memory,
         "runs": runs,

@@ -1,7 +1,7 @@
 """Load generator process: keeps N call pairs in flight against one server.
 
 ``python -m bench.loadgen --target hub|peerjs --url URL --pairs N --start-ns T0
---end-ns T1`` runs pairs back to back until T1 and prints one JSON object: call
+--end-ns T1 [--rate R] [--out FILE]`` runs pairs until T1 and prints one JSON object: call
 setups completed inside [T0, T1], relay latencies of live messages received
 inside it, and the integrity counts of every pair it ran. ``--memory K`` instead
 connects K idle sockets, then makes each hold an offer and 10 candidates,
@@ -12,6 +12,13 @@ and 10 candidates, held by the server; the answerer connects and gets them
 (our hub: in the ``join`` ack; PeerJS: queued messages after ``OPEN``), sends an
 answer (~6 KB) and 10 candidates, relayed live to the caller; the caller hangs
 up, the answerer receives it; both disconnect.
+
+Without ``--rate`` each pair starts over at once (closed loop, no think time):
+the server is saturated and the figures are its throughput and CPU per setup.
+With ``--rate R`` each of the N pairs starts one call every N/R seconds and
+keeps it up (both sockets connected) for most of that period before hanging
+up, so the offered load is R setups/s whatever the concurrency: relay latency
+then measures the server's response at that load, not the length of its queue.
 """
 
 from __future__ import annotations
@@ -24,9 +31,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 from .clients import PeerjsConn, SioConn
 from .payloads import CANDIDATES_PER_SIDE, CallTemplates, SequenceCheck, candidate_stamp, sdp_stamp
@@ -34,6 +40,7 @@ from .payloads import CANDIDATES_PER_SIDE, CallTemplates, SequenceCheck, candida
 PER_SIDE = 1 + CANDIDATES_PER_SIDE  # description + candidates
 PAIR_TIMEOUT = 30.0
 RAMP_SECONDS = 1.0
+HOLD_FRACTION = 0.8  # paced calls stay up for this share of their period
 OFFER = CallTemplates.build("offer", seed=1)
 ANSWER = CallTemplates.build("answer", seed=2)
 
@@ -109,7 +116,14 @@ def _held_check(ack: dict[str, Any]) -> SequenceCheck:
     return check
 
 
-async def hub_pair(session: aiohttp.ClientSession, url: str, n: int, t: Tally, w: Window) -> None:
+async def _hold(until_ns: int) -> None:
+    """Keep the call up until ``until_ns`` (0: hang up at once)."""
+    delay = (until_ns - time.monotonic_ns()) / 1e9
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def hub_pair(url: str, n: int, t: Tally, w: Window, hold_ns: int) -> None:
     room = f"r{os.getpid()}x{n}"
     live = LiveStream(t, w)
     hung: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -131,40 +145,37 @@ async def hub_pair(session: aiohttp.ClientSession, url: str, n: int, t: Tally, w
     armed: list[SequenceCheck] = []  # streams whose sends the server accepted
     try:
         async with asyncio.timeout(PAIR_TIMEOUT):
-            caller = await SioConn.connect(session, url, '{"name":"caller"}', on_caller)
+            caller = await SioConn.connect(url, '{"name":"caller"}', on_caller)
             now = time.monotonic_ns()
             acks = [
-                await caller.emit(
+                caller.emit(
                     "offer", f'{{"room":"{room}","description":{OFFER.sdp_json("offer", 0, now)}}}'
                 )
             ]
             for i in range(CANDIDATES_PER_SIDE):
                 cand = OFFER.candidate_json(i, i + 1, time.monotonic_ns())
-                acks.append(
-                    await caller.emit("candidate", f'{{"room":"{room}","candidate":{cand}}}')
-                )
+                acks.append(caller.emit("candidate", f'{{"room":"{room}","candidate":{cand}}}'))
             for ack in await asyncio.gather(*acks):
                 _ack_ok(ack, "caller offer/candidate")
-            answerer = await SioConn.connect(session, url, '{"name":"answerer"}', on_answerer)
+            answerer = await SioConn.connect(url, '{"name":"answerer"}', on_answerer)
             held = _held_check(_ack_ok(await answerer.call("join", f'{{"room":"{room}"}}'), "join"))
             armed.append(held)
             desc = ANSWER.sdp_json("answer", 0, time.monotonic_ns())
-            acks = [await answerer.emit("answer", f'{{"room":"{room}","description":{desc}}}')]
+            acks = [answerer.emit("answer", f'{{"room":"{room}","description":{desc}}}')]
             for i in range(CANDIDATES_PER_SIDE):
                 cand = ANSWER.candidate_json(i, i + 1, time.monotonic_ns())
-                acks.append(
-                    await answerer.emit("candidate", f'{{"room":"{room}","candidate":{cand}}}')
-                )
+                acks.append(answerer.emit("candidate", f'{{"room":"{room}","candidate":{cand}}}'))
             for ack in await asyncio.gather(*acks):
                 _ack_ok(ack, "answerer answer/candidate")
             armed.append(live.check)
             await live.done
+            _count_setup(t, w)
+            await _hold(hold_ns)
             _ack_ok(await caller.call("hangup", f'{{"room":"{room}"}}'), "hangup")
             armed.append(hangup)
             reason = await hung
             if reason != "hangup":
                 raise RuntimeError(f"answerer got hangup reason {reason!r}")
-        _count_setup(t, w)
     except (Exception, TimeoutError) as exc:
         t.error(f"hub pair {room}: {type(exc).__name__}: {exc}")
     finally:
@@ -175,9 +186,7 @@ async def hub_pair(session: aiohttp.ClientSession, url: str, n: int, t: Tally, w
                 await _quiet_close(conn.close())
 
 
-async def peerjs_pair(
-    session: aiohttp.ClientSession, url: str, n: int, t: Tally, w: Window
-) -> None:
+async def peerjs_pair(url: str, n: int, t: Tally, w: Window, hold_ns: int) -> None:
     tag = f"{os.getpid()}x{n}"
     caller_id, answerer_id = f"c{tag}", f"a{tag}"
     live = LiveStream(t, w)
@@ -210,26 +219,27 @@ async def peerjs_pair(
     armed: list[SequenceCheck] = []  # streams whose sends went out
     try:
         async with asyncio.timeout(PAIR_TIMEOUT):
-            caller = await PeerjsConn.connect(session, url, caller_id, "tc", on_caller)
+            caller = await PeerjsConn.connect(url, caller_id, "tc", on_caller)
             sdp = OFFER.sdp_json("offer", 0, time.monotonic_ns())
-            await caller.send("OFFER", answerer_id, f'{{"sdp":{sdp},{media}}}')
+            caller.send("OFFER", answerer_id, f'{{"sdp":{sdp},{media}}}')
             for i in range(CANDIDATES_PER_SIDE):
                 cand = OFFER.candidate_json(i, i + 1, time.monotonic_ns())
-                await caller.send("CANDIDATE", answerer_id, f'{{"candidate":{cand},{media}}}')
+                caller.send("CANDIDATE", answerer_id, f'{{"candidate":{cand},{media}}}')
             armed.append(held)
-            answerer = await PeerjsConn.connect(session, url, answerer_id, "ta", on_answerer)
+            answerer = await PeerjsConn.connect(url, answerer_id, "ta", on_answerer)
             await held_done
             sdp = ANSWER.sdp_json("answer", 0, time.monotonic_ns())
-            await answerer.send("ANSWER", caller_id, f'{{"sdp":{sdp},{media}}}')
+            answerer.send("ANSWER", caller_id, f'{{"sdp":{sdp},{media}}}')
             for i in range(CANDIDATES_PER_SIDE):
                 cand = ANSWER.candidate_json(i, i + 1, time.monotonic_ns())
-                await answerer.send("CANDIDATE", caller_id, f'{{"candidate":{cand},{media}}}')
+                answerer.send("CANDIDATE", caller_id, f'{{"candidate":{cand},{media}}}')
             armed.append(live.check)
             await live.done
-            await caller.send("LEAVE", answerer_id, "{}")
+            _count_setup(t, w)
+            await _hold(hold_ns)
+            caller.send("LEAVE", answerer_id, "{}")
             armed.append(leave)
             await left
-        _count_setup(t, w)
     except (Exception, TimeoutError) as exc:
         t.error(f"peerjs pair {tag}: {type(exc).__name__}: {exc}")
     finally:
@@ -253,29 +263,33 @@ async def _quiet_close(closing: Awaitable[None]) -> None:
         pass
 
 
-Pair = Callable[[aiohttp.ClientSession, str, int, Tally, Window], Awaitable[None]]
+Pair = Callable[[str, int, Tally, Window, int], Awaitable[None]]
 PAIRS: dict[str, Pair] = {"hub": hub_pair, "peerjs": peerjs_pair}
 
 
-def _session() -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=0, force_close=True)
-    return aiohttp.ClientSession(connector=connector)
+async def run_load(target: str, url: str, pairs: int, window: Window, rate: float = 0) -> Tally:
+    """Keep ``pairs`` call pairs in flight until the window ends, then let them finish.
 
-
-async def run_load(target: str, url: str, pairs: int, window: Window) -> Tally:
-    """Keep ``pairs`` call pairs in flight until the window ends, then let them finish."""
+    ``rate`` > 0 paces the calls (see the module docstring); 0 runs them back to back.
+    """
     tally = Tally()
     pair = PAIRS[target]
     counter = iter(range(10**12))
+    period_ns = int(pairs / rate * 1e9) if rate > 0 else 0
+    spread_ns = period_ns or int(RAMP_SECONDS * 1e9)
+    first_ns = time.monotonic_ns()
 
     async def lane(index: int) -> None:
-        # spread the first connects over a second, as clients arrive in life
-        await asyncio.sleep(RAMP_SECONDS * index / pairs)
-        while time.monotonic_ns() < window.end_ns:
-            await pair(session, url, next(counter), tally, window)
+        # spread the first connects, as clients arrive in life
+        slot = first_ns + spread_ns * index // pairs
+        while slot < window.end_ns:
+            await _hold(slot)
+            hold = slot + int(period_ns * HOLD_FRACTION) if period_ns else 0
+            await pair(url, next(counter), tally, window, hold)
+            # a late call starts the next one at once: never more than one per lane
+            slot = max(slot + period_ns, time.monotonic_ns())
 
-    async with _session() as session:
-        await asyncio.gather(*(lane(i) for i in range(pairs)))
+    await asyncio.gather(*(lane(i) for i in range(pairs)))
     return tally
 
 
@@ -297,8 +311,8 @@ async def run_memory(target: str, url: str, count: int) -> None:
     async def open_one(i: int) -> Any:
         async with limit:
             if target == "hub":
-                return await SioConn.connect(session, url, "{}", ignore)
-            return await PeerjsConn.connect(session, url, f"m{tag}x{i}", "t", ignore)
+                return await SioConn.connect(url, "{}", ignore)
+            return await PeerjsConn.connect(url, f"m{tag}x{i}", "t", ignore)
 
     async def hold(i: int, conn: Any) -> None:
         async with limit:
@@ -306,34 +320,29 @@ async def run_memory(target: str, url: str, count: int) -> None:
             if target == "hub":
                 room = f"m{tag}x{i}"
                 acks = [
-                    await conn.emit(
+                    conn.emit(
                         "offer",
                         f'{{"room":"{room}","description":{OFFER.sdp_json("offer", 0, now)}}}',
                     )
                 ]
                 for k in range(CANDIDATES_PER_SIDE):
                     cand = OFFER.candidate_json(k, k + 1, now)
-                    acks.append(
-                        await conn.emit("candidate", f'{{"room":"{room}","candidate":{cand}}}')
-                    )
+                    acks.append(conn.emit("candidate", f'{{"room":"{room}","candidate":{cand}}}'))
                 for ack in await asyncio.gather(*acks):
                     _ack_ok(ack, "held offer")
             else:
                 dst = f"absent{tag}x{i}"
                 media = f'"type":"media","connectionId":"mc_{i}"'
-                await conn.send(
-                    "OFFER", dst, f'{{"sdp":{OFFER.sdp_json("offer", 0, now)},{media}}}'
-                )
+                conn.send("OFFER", dst, f'{{"sdp":{OFFER.sdp_json("offer", 0, now)},{media}}}')
                 for k in range(CANDIDATES_PER_SIDE):
                     cand = OFFER.candidate_json(k, k + 1, now)
-                    await conn.send("CANDIDATE", dst, f'{{"candidate":{cand},{media}}}')
+                    conn.send("CANDIDATE", dst, f'{{"candidate":{cand},{media}}}')
 
-    async with _session() as session:
-        conns = list(await asyncio.gather(*(open_one(i) for i in range(count))))
-        await _step("idle")
-        await asyncio.gather(*(hold(i, c) for i, c in enumerate(conns)))
-        await _step("held")
-        await asyncio.gather(*(_quiet_close(c.close()) for c in conns))
+    conns = list(await asyncio.gather(*(open_one(i) for i in range(count))))
+    await _step("idle")
+    await asyncio.gather(*(hold(i, c) for i, c in enumerate(conns)))
+    await _step("held")
+    await asyncio.gather(*(_quiet_close(c.close()) for c in conns))
     print("closed", flush=True)
 
 
@@ -344,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=10, help="call pairs kept in flight")
     p.add_argument("--start-ns", type=int, default=0, help="window start, time.monotonic_ns()")
     p.add_argument("--end-ns", type=int, default=0, help="window end, time.monotonic_ns()")
+    p.add_argument("--rate", type=float, default=0, help="paced setups/s (0: back to back)")
+    p.add_argument("--out", type=Path, help="write the result JSON here (default: stdout)")
     p.add_argument("--memory", type=int, default=0, help="memory probe with this many sockets")
     args = p.parse_args(argv)
     try:
@@ -355,8 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory:
         run(run_memory(args.target, args.url, args.memory))
         return 0
-    tally = run(run_load(args.target, args.url, args.pairs, Window(args.start_ns, args.end_ns)))
-    print(json.dumps(asdict(tally)), flush=True)
+    window = Window(args.start_ns, args.end_ns)
+    tally = run(run_load(args.target, args.url, args.pairs, window, args.rate))
+    text = json.dumps(asdict(tally))
+    if args.out is not None:
+        args.out.write_text(text)
+    else:
+        print(text, flush=True)
     return 0
 
 

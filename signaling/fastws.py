@@ -9,8 +9,8 @@ does the same job with a plain read loop: MESSAGE frames go straight to the
 Socket.IO message handler, the rest (PONG, CLOSE, ...) through the stock
 ``socket.receive``; the writer waits on the queue without a timer. Reads carry
 no timer either: python-engineio's service task already closes sockets whose
-client stopped answering pings, and the writer then closes the WebSocket,
-which ends the read loop. It also turns
+client stopped answering pings, which wakes the writer (``engine.py``); it
+closes the WebSocket, which ends the read loop. It also turns
 permessage-deflate off: signaling messages are small and compressing each one
 costs more CPU than the bytes it saves on a LAN or loopback.
 
@@ -26,6 +26,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from engineio import packet
+
+from .engine import LEAN_WRITER, cancel_ping
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
     """Run one Engine.IO socket over ``ws`` until either side closes it."""
     socket.connected = True
     socket.upgraded = True
+    setattr(socket, LEAN_WRITER, True)
     writer = asyncio.ensure_future(_write(socket, ws))
     on_message = server.handlers.get("message")
     sid = socket.sid
@@ -103,6 +106,7 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
         await socket.queue.put(None)  # unlock the writer so it can exit
         await writer
         await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        cancel_ping(socket)
 
 
 async def _write(socket: Any, ws: web.WebSocketResponse) -> None:

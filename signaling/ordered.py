@@ -19,7 +19,9 @@ import socketio
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 
+from .engine import LeanEngineServer
 from .fastws import LeanWebSocket
+from .manager import IndexedManager
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class OrderedServer(socketio.AsyncServer):
 
     def __init__(self, dispatch: Dispatch, on_connected: Callable[[str], None], **kwargs: Any):
         kwargs.setdefault("async_handlers", False)
+        kwargs.setdefault("client_manager", IndexedManager())
         eio_payload.Payload.max_decode_packets = max(
             eio_payload.Payload.max_decode_packets, MAX_PACKETS_PER_POLL
         )
@@ -54,6 +57,9 @@ class OrderedServer(socketio.AsyncServer):
         if self.eio.async_mode == "aiohttp":
             # a copy: the driver table is shared by every Engine.IO server
             self.eio._async = {**self.eio._async, "websocket": LeanWebSocket}
+
+    def _engineio_server_class(self) -> type:
+        return LeanEngineServer
 
     def send_now(self, sid: str, event: str, payload: Any) -> bool:
         """Queue one event for ``sid`` without yielding; False if it is gone.
