@@ -7,8 +7,9 @@ To show video with :class:`Display`, import :mod:`peer.display` before aiortc.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from signaling.lazy import lazy_exports
 
 _EXPORTS = {
     "Call": "call",
@@ -77,14 +78,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .call import Call, CallOptions, Phase, chat_message, parse_chat
