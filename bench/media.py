@@ -44,12 +44,12 @@ from typing import IO, Any
 import psutil
 
 from bench.media_pair import CODECS, parse_size
+from bench.servers import BenchSetupError, start_hub
 
 PROG = "bench.media"  # prefix of progress lines on stderr
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = ("p2pcall", "stock", "marker")
 SMOKE = {"duration": 3.0, "sizes": [(320, 240)], "codecs": ["vp8"], "repeat": 1}
-HUB_START_TIMEOUT = 20.0
 CPU_SAMPLE_INTERVAL = 0.25
 SETUP_ALLOWANCE = 60.0  # seconds a run may take beyond its duration before it is killed
 FIGURES = (
@@ -164,28 +164,14 @@ class Drain(threading.Thread):
 @contextmanager
 def hub() -> Iterator[tuple[str, psutil.Process]]:
     """A ``python -m signaling`` hub on a free loopback port; yields (url, process)."""
-    proc = subprocess.Popen(
-        python_module("signaling", "--host", "127.0.0.1", "--port", "0"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    drain = Drain(proc.stderr)
-    drain.start()
     try:
-        drain.ready.wait(HUB_START_TIMEOUT)
-        if drain.url is None:
-            tail = "\n".join(drain.lines[-5:])
-            raise BenchError(f"hub did not report its URL within {HUB_START_TIMEOUT}s:\n{tail}")
-        yield drain.url, psutil.Process(proc.pid)
+        server = start_hub(None)
+    except BenchSetupError as exc:
+        raise BenchError(str(exc)) from None
+    try:
+        yield server.url, server.stats()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 def startup_ms(repeat: int = 3) -> float:
