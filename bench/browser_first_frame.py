@@ -27,21 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.chromium import BASE_FLAGS, CHROMIUM
 from bench.media import RESULTS, environment, hub, python_module
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream=fps=30",
-    "--autoplay-policy=no-user-gesture-required",
-]
+FLAGS = [*BASE_FLAGS, "--use-fake-device-for-media-stream=fps=30"]
 WAIT_S = 30.0
 # A full gathering with the page's own settings: the cost trickle ICE hides.
 GATHER_JS = """async (servers) => {
@@ -130,7 +119,7 @@ async def run(repeat: int) -> list[dict[str, Any]]:
     runs = []
     with hub() as (url, _), tempfile.TemporaryDirectory() as tmp:
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
             try:
                 for i in range(repeat):
                     result = await one_run(browser, url, Path(tmp))
@@ -152,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat = 1 if args.smoke else args.repeat
     if repeat < 1:
         parser.error("--repeat: must be at least 1")
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         print(
             f"browser_first_frame: {CHROMIUM} is missing: apt-get install chromium", file=sys.stderr
         )

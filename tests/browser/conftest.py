@@ -24,20 +24,9 @@ from playwright.async_api import (
     expect,
 )
 
+from bench.chromium import BASE_FLAGS, CHROMIUM
 from tests.conftest import HubProcess, spawn_hub
 
-CHROMIUM = Path("/usr/bin/chromium")
-BASE_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
 # fps matters (frames are counted; the fake camera defaults to 20 fps); cameras to pick from
 FAKE_DEVICES = "--use-fake-device-for-media-stream=fps=30,device-count=3"
 
