@@ -8,7 +8,8 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import pytest
@@ -90,14 +91,24 @@ def turn_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
+@asynccontextmanager
+async def hub_handing_out(turn: str) -> AsyncIterator[str]:
+    """A hub whose ``welcome`` names ``turn`` as its only ICE server; yields its URL."""
+    running, runner = await start_hub(
+        replace(Config(port=0), ice_servers=(parse_ice_server(turn),))
+    )
+    try:
+        yield running.url
+    finally:
+        await runner.cleanup()
+
+
 @pytest.mark.slow
 async def test_relay_only_call_through_coturn_from_the_hubs_ice_servers(turn_url: str) -> None:
-    config = replace(Config(port=0), ice_servers=(parse_ice_server(turn_url),))
-    running, runner = await start_hub(config)
-    try:
+    async with hub_handing_out(turn_url) as url:
         async with (
-            side(running.url, "caller", "turn", relay_only=True) as caller,
-            side(running.url, "answerer", "turn", relay_only=True) as answerer,
+            side(url, "caller", "turn", relay_only=True) as caller,
+            side(url, "answerer", "turn", relay_only=True) as answerer,
         ):
             await run_both(caller, answerer, "caller", seconds=2.0)
             for s in (caller, answerer):
@@ -106,26 +117,19 @@ async def test_relay_only_call_through_coturn_from_the_hubs_ice_servers(turn_url
                 assert s.call.pc is not None and s.call.pc.localDescription is not None
                 sdp = s.call.pc.localDescription.sdp
                 assert " typ relay" in sdp and " typ host" not in sdp
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.slow
 async def test_wrong_turn_secret_fails_to_connect(turn_url: str) -> None:
-    bad = turn_url.replace(TURN_SECRET, "wrong")
-    config = replace(Config(port=0), ice_servers=(parse_ice_server(bad),))
-    running, runner = await start_hub(config)
-    try:
+    async with hub_handing_out(turn_url.replace(TURN_SECRET, "wrong")) as url:
         async with (
-            side(running.url, "caller", "badturn", relay_only=True) as caller,
-            side(running.url, "answerer", "badturn", relay_only=True) as answerer,
+            side(url, "caller", "badturn", relay_only=True) as caller,
+            side(url, "answerer", "badturn", relay_only=True) as answerer,
         ):
             await caller.call.start()
             await answerer.call.start()
             with pytest.raises(CallTimeout):
                 await caller.call.run(connect_timeout=6)
-    finally:
-        await runner.cleanup()
 
 
 def test_relay_only_flag_and_environment() -> None:

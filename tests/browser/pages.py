@@ -56,3 +56,14 @@ async def wait_frames(page: Page, at_least: int, timeout_ms: int = STATE_TIMEOUT
 
 def page_url(base: str, **params: str) -> str:
     return f"{base}/?{urlencode(params)}" if params else f"{base}/"
+
+
+async def connected_pair(
+    open_page: Any, base: str, room: str, labels: tuple[str, str] = ("caller", "answerer")
+) -> tuple[Page, Page]:
+    """A caller and an answerer page started from their URLs in ``room``, both connected."""
+    caller = await open_page(page_url(base, room=room, role="caller", auto="1"), labels[0])
+    answerer = await open_page(page_url(base, room=room, role="answerer", auto="1"), labels[1])
+    for page in (caller, answerer):
+        await wait_state(page, "connected")
+    return caller, answerer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.conftest import OpenPage, PrivateHub
-from tests.browser.pages import call_info, page_url, wait_frames, wait_state
+from tests.browser.pages import call_info, connected_pair, page_url, wait_frames, wait_state
 from tests.conftest import HubProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
@@ -39,14 +39,7 @@ async def test_two_browsers_see_each_other(
 
 async def test_hangup_propagates(hub_process: HubProcess, open_page: OpenPage) -> None:
     room = "b2b-hangup"
-    caller = await open_page(
-        page_url(hub_process.url, room=room, role="caller", auto="1"), "caller"
-    )
-    answerer = await open_page(
-        page_url(hub_process.url, room=room, role="answerer", auto="1"), "answerer"
-    )
-    for page in (caller, answerer):
-        await wait_state(page, "connected")
+    caller, answerer = await connected_pair(open_page, hub_process.url, room)
     await answerer.get_by_role("button", name="Hang up").click()
     assert await wait_state(answerer, "ended") == "ended"
     assert await wait_state(caller, "ended") == "ended"
@@ -63,14 +56,7 @@ async def test_hangup_propagates(hub_process: HubProcess, open_page: OpenPage) -
 async def test_renegotiation_keeps_the_call(hub_process: HubProcess, open_page: OpenPage) -> None:
     """An ICE-restart offer from the caller reaches the answerer, which answers it live."""
     room = "b2b-restart"
-    caller = await open_page(
-        page_url(hub_process.url, room=room, role="caller", auto="1"), "caller"
-    )
-    answerer = await open_page(
-        page_url(hub_process.url, room=room, role="answerer", auto="1"), "answerer"
-    )
-    for page in (caller, answerer):
-        await wait_state(page, "connected")
+    caller, answerer = await connected_pair(open_page, hub_process.url, room)
     ufrag = "() => window.p2pcall.call.pc.remoteDescription.sdp.match(/a=ice-ufrag:(\\S+)/)[1]"
     before = await answerer.evaluate(ufrag)
     await caller.evaluate("window.p2pcall.restartIce()")
@@ -124,14 +110,7 @@ async def test_phone_layout(hub_process: HubProcess, open_page: OpenPage) -> Non
 async def test_broken_path_shows_reconnecting(hub_process: HubProcess, open_page: OpenPage) -> None:
     """The media path dies without a hangup: the caller says so and tries an ICE restart."""
     room = "b2b-broken"
-    caller = await open_page(
-        page_url(hub_process.url, room=room, role="caller", auto="1"), "caller"
-    )
-    answerer = await open_page(
-        page_url(hub_process.url, room=room, role="answerer", auto="1"), "answerer"
-    )
-    for page in (caller, answerer):
-        await wait_state(page, "connected")
+    caller, answerer = await connected_pair(open_page, hub_process.url, room)
     # the answerer's connection vanishes with no signaling at all
     await answerer.evaluate("window.p2pcall.call.pc.close()")
     await caller.wait_for_function(

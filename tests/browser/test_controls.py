@@ -8,7 +8,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import OpenPage
-from tests.browser.pages import page_url, wait_state
+from tests.browser.pages import connected_pair
 from tests.conftest import HubProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
@@ -43,10 +43,7 @@ async def aspect_becomes(page: Page, low: float, high: float) -> None:
 
 async def test_call_controls(hub_process: HubProcess, open_page: OpenPage) -> None:
     room = "controls"
-    me = await open_page(page_url(hub_process.url, room=room, role="caller", auto="1"), "me")
-    them = await open_page(page_url(hub_process.url, room=room, role="answerer", auto="1"), "them")
-    for page in (me, them):
-        await wait_state(page, "connected")
+    me, them = await connected_pair(open_page, hub_process.url, room, ("me", "them"))
     await frames_advance(them)
 
     # mute and unmute the microphone
