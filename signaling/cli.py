@@ -32,6 +32,12 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         for host, port, *_ in runner.addresses:
             shown = f"[{host}]" if ":" in host else host
             log.info("p2pcall hub listening on http://%s:%s", shown, port)
+        if config.turn is not None:
+            log.info(
+                "minting TURN credentials for %s, valid %d s",
+                " ".join(config.turn.urls),
+                config.turn.ttl,
+            )
         if ready is not None:
             ready.set()
         stop = asyncio.Event()

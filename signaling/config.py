@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from .turn import TurnConfigError, TurnCredentials
+
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
@@ -33,6 +35,7 @@ class Config:
     static_dir: Path = STATIC_DIR
     sweep_interval: float = 1.0
     lobby_interval: float = 0.5
+    turn: TurnCredentials | None = None
 
 
 def parse_ice_server(url: str) -> dict[str, Any]:
@@ -97,6 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(env SIGNALING_ICE_SERVERS, space-separated; default none)",
     )
     p.add_argument(
+        "--turn-secret",
+        help="secret shared with coturn (use-auth-secret / static-auth-secret): each welcome "
+        "carries TURN credentials minted from it; prefer the env variable, flags show in ps "
+        "(env SIGNALING_TURN_SECRET; default off)",
+    )
+    p.add_argument(
+        "--turn-url",
+        action="append",
+        help="TURN URL the minted credentials are for, repeatable: turn:HOST:PORT, "
+        "turn:HOST:PORT?transport=tcp, turns:HOST:PORT (env SIGNALING_TURN_URLS, "
+        "space-separated; needed with --turn-secret)",
+    )
+    p.add_argument(
+        "--turn-ttl",
+        help="seconds minted TURN credentials stay valid (env SIGNALING_TURN_TTL; default 3600)",
+    )
+    p.add_argument(
         "--log-level",
         help=f"one of {', '.join(LOG_LEVELS)} (env SIGNALING_LOG_LEVEL; default info)",
     )
@@ -134,6 +154,7 @@ def config_from_args(
         urls = env["SIGNALING_ICE_SERVERS"].split()
     if urls:
         kwargs["ice_servers"] = tuple(parse_ice_server(u) for u in urls)
+    kwargs["turn"] = _turn_from(args, env, pick)
     if (level := pick(args.log_level, "LOG_LEVEL")) is not None:
         if level.lower() not in LOG_LEVELS:
             raise ConfigError(
@@ -141,3 +162,23 @@ def config_from_args(
             )
         kwargs["log_level"] = level.lower()
     return Config(**kwargs)
+
+
+def _turn_from(
+    args: argparse.Namespace, env: Mapping[str, str], pick: Any
+) -> TurnCredentials | None:
+    """``--turn-secret`` with ``--turn-url`` (and ``--turn-ttl``): how to mint TURN users."""
+    secret = pick(args.turn_secret, "TURN_SECRET")
+    urls = args.turn_url
+    if urls is None and env.get("SIGNALING_TURN_URLS"):
+        urls = env["SIGNALING_TURN_URLS"].split()
+    ttl_text = pick(args.turn_ttl, "TURN_TTL")
+    if secret is None:
+        if urls or ttl_text is not None:
+            raise ConfigError("--turn-url/--turn-ttl: need --turn-secret (SIGNALING_TURN_SECRET)")
+        return None
+    ttl = 3600 if ttl_text is None else _positive_number("--turn-ttl", ttl_text, integer=True)
+    try:
+        return TurnCredentials(secret=secret, urls=tuple(urls or ()), ttl=ttl)
+    except TurnConfigError as exc:
+        raise ConfigError(str(exc)) from None

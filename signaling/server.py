@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ from .protocol import (
     require_object,
 )
 from .rooms import Limits, Outcome, Rooms
+from .turn import ice_servers
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ class Hub:
             Event.WELCOME,
             {
                 "sid": sid,
-                "iceServers": list(self.config.ice_servers),
+                "iceServers": self.ice_servers_for(sid),
                 "limits": {
                     "maxSdpBytes": self.config.max_sdp_bytes,
                     "maxCandidates": self.config.max_candidates,
@@ -125,6 +127,18 @@ class Hub:
                 },
             },
         )
+
+    def ice_servers_for(self, sid: str) -> list[dict[str, Any]]:
+        """The ``iceServers`` of one ``welcome``: static ones plus fresh TURN credentials.
+
+        The TURN id is random, not the sid or session: usernames travel in the clear.
+        """
+        turn = self.config.turn
+        if turn is None:
+            return list(self.config.ice_servers)
+        turn_id = secrets.token_urlsafe(9)
+        log.debug("sid=%s TURN user id=%s ttl=%ss", sid, turn_id, turn.ttl)
+        return ice_servers(self.config.ice_servers, turn, time.time(), turn_id)
 
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.lobby_watchers.discard(sid)
