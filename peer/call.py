@@ -46,7 +46,8 @@ from .protocol import (
 )
 from .signaling import Pushed, SignalingClient
 from .sinks import LatestFrame, VideoSink, drain
-from .stats import CallStats
+from .stats import CallStats, selected_pair
+from .turn import TurnChoice, choose_turn, for_aiortc, turn_urls
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class Call:
         self.chat_received: list[dict[str, Any]] = []
         self.on_chat = on_chat
         self.negotiations = 0
+        self.turn = TurnChoice(None)
         self.inbox = signaling.events
         self.pc: RTCPeerConnection | None = None
         self._pending: list[RTCIceCandidate | None] = []
@@ -188,11 +190,30 @@ class Call:
 
     # -- set-up --------------------------------------------------------------
 
-    def _make_pc(self) -> RTCPeerConnection:
+    async def _choose_ice_servers(self) -> list[dict[str, Any]]:
+        """The hub's (or ``--ice-server``) list cut to what aiortc uses, TURN chosen by trial.
+
+        Raises :class:`MediaError` for ``--relay-only`` when no TURN URL allocates.
+        """
         welcome = self.signaling.welcome
         servers = self.options.ice_servers
         if servers is None:
             servers = welcome.ice_servers if welcome is not None else []
+        if turn_urls(servers):
+            self.turn = await choose_turn(servers)
+        self.stats.turn_url = self.turn.chosen.url if self.turn.chosen else None
+        if self.options.relay_only and self.turn.chosen is None:
+            if self.turn.failures:
+                raise MediaError(
+                    "--relay-only: no TURN server is usable: " + "; ".join(self.turn.failures)
+                )
+            raise MediaError(
+                "--relay-only: the hub handed out no TURN server (start it with --turn-secret "
+                "and --turn-url, or give --ice-server turn:...)"
+            )
+        return for_aiortc(servers, self.turn.chosen)
+
+    def _make_pc(self, servers: list[dict[str, Any]]) -> RTCPeerConnection:
         pc = RTCPeerConnection(configuration=ice_configuration(servers, self.options.relay_only))
         jitter.install(pc)
 
@@ -259,7 +280,7 @@ class Call:
 
     async def start(self) -> None:
         """Create the connection and make the first signaling move for the role."""
-        self.pc = pc = self._make_pc()
+        self.pc = pc = self._make_pc(await self._choose_ice_servers())
         if self.options.role == "caller":
             video, audio = self.sources.video, self.sources.audio
             pc.addTransceiver(video or "video", direction="sendrecv" if video else "recvonly")
@@ -361,7 +382,7 @@ class Call:
             self.connected.set()
             self._spawn(self._poll_stats(), "stats")
         elif state == "failed":
-            raise MediaError("the media connection failed (ICE/DTLS): no usable route to the peer")
+            raise MediaError(f"the media connection failed (ICE/DTLS): {self._no_route()}")
 
     async def run(self, connect_timeout: float = 30.0, duration: float | None = None) -> str:
         """Handle events until the call ends; return why it ended.
@@ -398,7 +419,32 @@ class Call:
         if self.phase == Phase.WAITING:
             other = "answerer" if self.options.role == "caller" else "caller"
             return f"no {other} came to room {self.room!r} within {timeout:g} s (--timeout)"
-        return f"the call in room {self.room!r} did not connect within {timeout:g} s (--timeout)"
+        return (
+            f"the call in room {self.room!r} did not connect within {timeout:g} s (--timeout): "
+            + self._no_route()
+        )
+
+    def _no_route(self) -> str:
+        """Why no candidate pair worked, in the words a person checks first."""
+        local = sorted({c.type for c in self._local_candidates()})
+        text = (
+            "no route to the peer: no ICE candidate pair worked (local candidates: "
+            f"{', '.join(local) or 'none'})"
+        )
+        if self.turn.failures and self.turn.chosen is None:
+            text += "; " + "; ".join(self.turn.failures)
+        elif self.turn.chosen is None and "relay" not in local:
+            text += "; no TURN relay was given (hub --turn-secret/--turn-url)"
+        return text
+
+    def _local_candidates(self) -> list[RTCIceCandidate]:
+        if self.pc is None:
+            return []
+        out: list[RTCIceCandidate] = []
+        for transceiver in self.pc.getTransceivers():
+            gatherer = transceiver.receiver.transport.transport.iceGatherer
+            out.extend(gatherer.getLocalCandidates())
+        return out
 
     async def _handle(self, item: Pushed) -> str | None:
         """Apply one inbox item; return an end reason when the call is over."""
@@ -468,6 +514,7 @@ class Call:
             elif item.type == "remote-inbound-rtp" and item.roundTripTime is not None:
                 self.stats.on_rtt(item.roundTripTime * 1000)
         # aiortc's inbound-rtp has no byte count; the sender's reports (RTCP SR) do
+        self.stats.pair = selected_pair(self.pc) or self.stats.pair
         received = inbound if inbound is not None else reported
         if received is not None:
             self.stats.on_bytes(self.clock(), received)

@@ -49,6 +49,8 @@ class CallStats:
     codec: str | None = None
     latencies_ms: list[float] = field(default_factory=list)
     rtt_ms: float | None = None
+    pair: dict[str, Any] | None = None
+    turn_url: str | None = None
     _bytes: deque[tuple[float, int]] = field(default_factory=deque)
     _first_bytes: tuple[float, int] | None = None
     _frame_times: deque[float] = field(default_factory=deque)
@@ -151,4 +153,34 @@ class CallStats:
             "video": {"width": self.width, "height": self.height, "codec": self.codec},
             "bitrate_kbps": _round(self.bitrate_kbps),
             "rtt_ms": _round(self.rtt_ms),
+            "selected_pair": self.pair,
+            "turn_url": self.turn_url,
         }
+
+
+def selected_pair(pc: Any) -> dict[str, Any] | None:
+    """The candidate pair ICE selected: types (host/srflx/prflx/relay) and addresses.
+
+    aiortc's ``getStats()`` has no ``candidate-pair`` entry, so this reads aioice's
+    nominated pair (``Connection._nominated``, component 1) through aiortc's ICE
+    transport: the one hook on ICE internals, and ``None`` (not a crash) if a
+    library update moves it. Same shape as the page's stats panel.
+    """
+    try:
+        transports = {t.receiver.transport.transport for t in pc.getTransceivers()}
+        if pc.sctp is not None:
+            transports.add(pc.sctp.transport.transport)
+        for ice in transports:
+            pair = ice._connection._nominated.get(1)
+            if pair is not None:
+                local, remote = pair.local_candidate, pair.remote_candidate
+                return {
+                    "local": local.type,
+                    "remote": remote.type,
+                    "local_address": f"{local.host}:{local.port}",
+                    "remote_address": f"{remote.host}:{remote.port}",
+                    "protocol": local.transport.lower(),
+                }
+    except AttributeError:
+        return None
+    return None

@@ -1,0 +1,174 @@
+"""Which TURN URL the peer hands to aiortc, chosen by trying each one.
+
+aiortc (aioice) uses only the first ``turn:``/``turns:`` URL it is given. A hub
+may offer several (UDP, TCP, TLS) so that peers behind a firewall that drops UDP
+still get a relay. :func:`choose_turn` allocates on every candidate URL at once
+(RFC 8656 Allocate with the long-term credentials from ``welcome``), prefers UDP,
+then TCP, then TLS, and returns the first in that order that worked. The reasons
+the others failed are kept, so a failing call can say "TURN authentication
+failed" instead of only "no route".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT = 4.0  # seconds one Allocate may take before the next URL is preferred
+PREFERENCE = ("udp", "tcp", "tls")
+
+
+@dataclass(frozen=True)
+class TurnUrl:
+    """One TURN URL with the credentials of the ``RTCIceServer`` it came from."""
+
+    url: str
+    host: str
+    port: int
+    transport: str  # "udp", "tcp" or "tls" (turns:)
+    username: str | None
+    credential: str | None
+
+    @property
+    def server(self) -> dict[str, Any]:
+        """This URL alone, as an ``RTCIceServer`` dict."""
+        return {"urls": [self.url], "username": self.username, "credential": self.credential}
+
+
+@dataclass(frozen=True)
+class TurnChoice:
+    """The URL to use (``None`` when none worked) and why the others were not used."""
+
+    chosen: TurnUrl | None
+    failures: tuple[str, ...] = ()
+    auth_failed: bool = False
+
+
+def parse_turn_url(url: str, username: str | None, credential: str | None) -> TurnUrl | None:
+    """``turn:HOST[:PORT][?transport=udp|tcp]`` or ``turns:HOST[:PORT]``; ``None`` if not TURN."""
+    if not url.startswith(("turn:", "turns:")):
+        return None
+    scheme, rest = url.split(":", 1)
+    parts = urlsplit(f"//{rest.split('?', 1)[0]}")
+    query = parse_qs(rest.split("?", 1)[1]) if "?" in rest else {}
+    secure = scheme == "turns"
+    transport = "tls" if secure else query.get("transport", ["udp"])[0].lower()
+    if parts.hostname is None or transport not in PREFERENCE:
+        return None
+    port = parts.port or (5349 if secure else 3478)
+    return TurnUrl(url, parts.hostname, port, transport, username, credential)
+
+
+def turn_urls(servers: Sequence[dict[str, Any]]) -> list[TurnUrl]:
+    """Every TURN URL of an ``iceServers`` list, UDP first, then TCP, then TLS."""
+    found: list[TurnUrl] = []
+    for server in servers:
+        urls = server.get("urls") or []
+        for url in [urls] if isinstance(urls, str) else urls:
+            turn = parse_turn_url(str(url), server.get("username"), server.get("credential"))
+            if turn is not None:
+                found.append(turn)
+    return sorted(found, key=lambda t: PREFERENCE.index(t.transport))
+
+
+def for_aiortc(servers: Sequence[dict[str, Any]], turn: TurnUrl | None) -> list[dict[str, Any]]:
+    """The first STUN URL and only ``turn``: exactly what aiortc will use, nothing hidden."""
+    out: list[dict[str, Any]] = []
+    for server in servers:
+        urls = server.get("urls") or []
+        stun = [u for u in ([urls] if isinstance(urls, str) else urls) if u.startswith("stun")]
+        if stun:
+            out.append({"urls": stun[:1]})
+            break
+    if turn is not None:
+        out.append(turn.server)
+    return out
+
+
+def expiry_note(username: str | None, now: float) -> str:
+    """`` (credentials expired N s ago)`` for a TURN REST username past its expiry, else ``""``."""
+    head, sep, _ = (username or "").partition(":")
+    if not (sep and head.isdigit()) or int(head) > now:
+        return ""
+    at = datetime.fromtimestamp(int(head), UTC).strftime("%H:%M:%S UTC")
+    return f" (the credentials expired at {at}, {now - int(head):.0f} s ago)"
+
+
+async def allocate(turn: TurnUrl) -> None:
+    """One TURN Allocate on ``turn``, released at once; raises what aioice raised."""
+    from aioice import turn as aioice_turn
+
+    transport, _ = await aioice_turn.create_turn_endpoint(
+        asyncio.DatagramProtocol,
+        server_addr=(turn.host, turn.port),
+        username=turn.username,
+        password=turn.credential,
+        ssl=turn.transport == "tls",
+        transport="udp" if turn.transport == "udp" else "tcp",
+    )
+    transport.close()
+
+
+def describe_failure(turn: TurnUrl, exc: BaseException, timeout: float) -> tuple[str, bool]:
+    """A sentence for one failed Allocate, and whether it was an authentication failure."""
+    from aioice import stun
+
+    if isinstance(exc, stun.TransactionFailed) and exc.response.error_code == 401:
+        note = expiry_note(turn.username, time.time())
+        return (
+            f"TURN authentication failed at {turn.url} (401 Unauthorized){note}: coturn refused "
+            "the username/credential; a hub minting them needs --turn-secret equal to coturn's "
+            "static-auth-secret, and they last --turn-ttl seconds",
+            True,
+        )
+    if isinstance(exc, TimeoutError):
+        return f"{turn.url} did not answer a TURN Allocate within {timeout:g} s", False
+    return f"{turn.url} refused a TURN Allocate: {type(exc).__name__}: {exc}", False
+
+
+async def choose_turn(
+    servers: Sequence[dict[str, Any]], timeout: float = PROBE_TIMEOUT
+) -> TurnChoice:
+    """Try every TURN URL at once; choose the first in UDP > TCP > TLS order that allocates."""
+    candidates = turn_urls(servers)
+    if not candidates:
+        return TurnChoice(None)
+    probes = [
+        asyncio.create_task(asyncio.wait_for(allocate(t), timeout), name=f"turn-probe {t.url}")
+        for t in candidates
+    ]
+    failures: list[str] = []
+    auth_failed = False
+    chosen: TurnUrl | None = None
+    try:
+        for turn, probe in zip(candidates, probes, strict=True):
+            try:
+                await probe
+            except Exception as exc:  # every failure is a reason to try the next URL
+                reason, auth = describe_failure(turn, exc, timeout)
+                auth_failed = auth_failed or auth
+                failures.append(reason)
+                log.info("TURN %s not usable: %s", turn.url, reason)
+                continue
+            chosen = turn
+            break
+    finally:
+        for probe in probes:
+            probe.cancel()
+        for probe in probes:
+            with contextlib.suppress(BaseException):
+                await probe
+    if chosen is not None and failures:
+        log.warning("TURN: using %s, because %s", chosen.url, "; ".join(failures))
+    elif chosen is not None:
+        log.info("TURN: using %s", chosen.url)
+    return TurnChoice(chosen, tuple(failures), auth_failed)
