@@ -464,6 +464,12 @@ class Call:
             log.info("room=%s remote ended the call: %s", self.room, reason)
             if reason == "expired" and not self.connected.is_set():
                 raise CallTimeout(f"room {self.room!r} expired on the hub before anyone came")
+            if self.phase == Phase.CONNECTING:
+                # the other side gave up while ICE was still checking: a failed call
+                raise MediaError(
+                    f"the other party left room {self.room!r} ({reason}) before the call "
+                    f"connected: {self._no_route()}"
+                )
             self._set_phase(Phase.ENDED)
             self.end_reason = reason
             return reason

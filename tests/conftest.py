@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
@@ -75,11 +75,16 @@ def _drain(stream: IO[str], log: list[str]) -> None:
         log.extend(stream)
 
 
-def spawn_hub(*args: str) -> HubProcess:
-    """Run ``python -m signaling --port 0`` and read the bound URL from its log."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def spawn_hub(
+    *args: str, wrap: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> HubProcess:
+    """Run ``python -m signaling --port 0`` and read the bound URL from its log.
+
+    ``wrap`` prefixes the command (e.g. ``ip netns exec NS``); ``env`` adds variables.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "signaling", "--port", "0", *args],
+        [*wrap, sys.executable, "-m", "signaling", "--port", "0", *args],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
