@@ -24,18 +24,22 @@ static/node_modules/.package-lock.json: static/package.json static/package-lock.
 run: setup
 	$(PY) -m signaling --host $(HOST) --port $(PORT)
 
-# Installs the Debian packages the tests drive (browser, X server, coturn, OpenCV's libGL)
+# Installs the Debian packages the tests drive (browser, X server, coturn, OpenCV's libGL,
+# ip and iptables for the network-namespace tests)
 # when they are missing and we are root; otherwise the tests say what to install.
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v Xvfb >/dev/null || missing="$$missing xvfb xauth"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
 	ldconfig -p | grep -q libGL.so.1 || missing="$$missing libgl1 libglib2.0-0"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing >/dev/null; \
 	  else \
 	    echo "missing system packages:$$missing (run: sudo apt-get install$$missing)"; \
 	  fi; \

@@ -136,14 +136,16 @@ def describe_failure(turn: TurnUrl, exc: BaseException, timeout: float) -> tuple
 
 
 async def choose_turn(
-    servers: Sequence[dict[str, Any]], timeout: float = PROBE_TIMEOUT
+    servers: Sequence[dict[str, Any]], probe_timeout: float = PROBE_TIMEOUT
 ) -> TurnChoice:
     """Try every TURN URL at once; choose the first in UDP > TCP > TLS order that allocates."""
     candidates = turn_urls(servers)
     if not candidates:
         return TurnChoice(None)
     probes = [
-        asyncio.create_task(asyncio.wait_for(allocate(t), timeout), name=f"turn-probe {t.url}")
+        asyncio.create_task(
+            asyncio.wait_for(allocate(t), probe_timeout), name=f"turn-probe {t.url}"
+        )
         for t in candidates
     ]
     failures: list[str] = []
@@ -154,7 +156,7 @@ async def choose_turn(
             try:
                 await probe
             except Exception as exc:  # every failure is a reason to try the next URL
-                reason, auth = describe_failure(turn, exc, timeout)
+                reason, auth = describe_failure(turn, exc, probe_timeout)
                 auth_failed = auth_failed or auth
                 failures.append(reason)
                 log.info("TURN %s not usable: %s", turn.url, reason)

@@ -241,6 +241,7 @@ async function startCall(role, roomArg) {
       role,
       stream: page.stream,
       iceServers: (sig.welcome && sig.welcome.iceServers) || [],
+      iceTransportPolicy: ui.el.relayOnly.checked ? "relay" : "all",
       name: name || "browser",
     });
     page.call = call;
@@ -396,6 +397,7 @@ function wireControls() {
 async function main() {
   ui.el.name.value = params.get("name") || recalled("p2pcall.name");
   ui.el.room.value = params.get("room") || recalled("p2pcall.room");
+  ui.el.relayOnly.checked = params.get("relay") === "1";
   setState(CallState.IDLE, {});
   ui.showLocal(null);
   wireControls();

@@ -21,7 +21,15 @@ import {
 const ANSWERER_RESTART_WAIT_MS = 15000;
 
 export class Call extends EventTarget {
-  constructor({ signaling, room, role, stream = null, iceServers = [], name = "" }) {
+  constructor({
+    signaling,
+    room,
+    role,
+    stream = null,
+    iceServers = [],
+    iceTransportPolicy = "all",
+    name = "",
+  }) {
     super();
     this.signaling = signaling;
     this.room = room;
@@ -39,7 +47,9 @@ export class Call extends EventTarget {
     this._restarted = false;
     this._failTimer = null;
     this._listeners = [];
-    this.pc = new RTCPeerConnection({ iceServers });
+    this._iceServers = iceServers;
+    // "relay" keeps only TURN-relayed candidates: proves a TURN setup, hides host addresses
+    this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy });
     this._wirePeerConnection();
     this._wireSignaling();
   }
@@ -77,7 +87,20 @@ export class Call extends EventTarget {
   /** Restart ICE (caller only: the contract lets only the caller offer). */
   async restartIce() {
     if (this.role !== Role.CALLER || this._over()) return;
+    this._useLatestIceServers();
     await this._enqueue(() => this._sendOffer(true));
+  }
+
+  /**
+   * An ICE restart allocates new TURN relays, so it needs credentials that are still
+   * valid: take the iceServers of the hub's latest welcome (each welcome mints fresh
+   * TURN credentials; a reconnect brings a new one) when they differ from ours.
+   */
+  _useLatestIceServers() {
+    const latest = this.signaling.welcome && this.signaling.welcome.iceServers;
+    if (!latest || latest === this._iceServers) return;
+    this._iceServers = latest;
+    this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: latest });
   }
 
   get chatOpen() {

@@ -17,6 +17,18 @@ function bySelectedPair(report) {
   return pair;
 }
 
+/** The selected pair's candidate types (host / srflx / prflx / relay), as the peer reports. */
+function pairTypes(report, pair) {
+  const local = report.get(pair.localCandidateId) || {};
+  const remote = report.get(pair.remoteCandidateId) || {};
+  return {
+    local: local.candidateType || null,
+    remote: remote.candidateType || null,
+    protocol: local.protocol || null,
+    relayProtocol: local.relayProtocol || null, // how we reach our TURN server
+  };
+}
+
 function rate(bytes, prevBytes, ms) {
   if (prevBytes === undefined || !(ms > 0) || bytes < prevBytes) return null;
   return ((bytes - prevBytes) * 8) / ms; // kbit/s
@@ -33,6 +45,7 @@ export function summarize(report, prev = null) {
     outbound: null,
     rttMs: null,
     audioInKbps: null,
+    pair: null,
   };
   let audioInBytes = 0;
   report.forEach((s) => {
@@ -69,6 +82,7 @@ export function summarize(report, prev = null) {
   if (pair && typeof pair.currentRoundTripTime === "number") {
     summary.rttMs = pair.currentRoundTripTime * 1000;
   }
+  summary.pair = pair ? pairTypes(report, pair) : null;
   if (prev) {
     const ms = snap.at - prev.at;
     if (summary.inbound) summary.inbound.kbps = rate(snap.inBytes, prev.inBytes, ms);
@@ -97,5 +111,13 @@ export function statsRows(summary) {
     ["Sending", o && o.width ? `${o.width}×${o.height} @ ${num(o.fps)} fps` : "–"],
     ["Sent bitrate", o && o.kbps !== null ? `${num(o.kbps)} kbit/s` : "–"],
     ["Round trip", summary.rttMs !== null ? `${num(summary.rttMs, 1)} ms` : "–"],
+    ["Route", routeText(summary.pair)],
   ];
+}
+
+/** "relay → relay (udp, TURN over tcp)": how the media flows, local side first. */
+export function routeText(pair) {
+  if (!pair || !pair.local) return "–";
+  const via = pair.relayProtocol ? `, TURN over ${pair.relayProtocol}` : "";
+  return `${pair.local} → ${pair.remote || "?"} (${pair.protocol || "?"}${via})`;
 }

@@ -24,6 +24,7 @@ export const el = {
   get room() { return $("room"); },
   get local() { return $("local"); },
   get remote() { return $("remote"); },
+  get relayOnly() { return $("relay-only"); },
 };
 
 export function showState(state, ctx = {}) {

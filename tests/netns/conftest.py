@@ -102,9 +102,7 @@ def start_hub(topology: Topology) -> Iterator[StartHub]:
     started: list[HubProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> HubProcess:
-        hub = spawn_hub(
-            "--host", SERVICE, *args, wrap=topology.exec(topology.server, []), env=env
-        )
+        hub = spawn_hub("--host", SERVICE, *args, wrap=topology.exec(topology.server, []), env=env)
         started.append(hub)
         return hub
 

@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ pytestmark = pytest.mark.slow
 UDP_TURN = f"turn:{SERVICE}:{TURN_PORT}"
 TCP_TURN = f"turn:{SERVICE}:{TURN_PORT}?transport=tcp"
 PEER_TIMEOUT = 25  # --timeout of each peer: connect within this, or fail with one line
+FAIL_TIMEOUT = 12  # --timeout where the call is meant to fail: how long it may try
 RUN_LIMIT = PEER_TIMEOUT + 30  # the process must have exited by then
 
 
@@ -42,37 +42,50 @@ class PeerRun:
         return lines[-1] if lines else ""
 
 
-def run_peers(
-    topo: Topology, hub_url: str, room: str, *extra: str, caller_extra: Sequence[str] = ()
-) -> tuple[PeerRun, PeerRun]:
-    """Caller on host a, answerer on host b, both to completion (bounded)."""
-    procs = {}
-    for side, role, more in (("a", "caller", caller_extra), ("b", "answerer", ())):
-        argv = [sys.executable, "-m", "peer", "--server", hub_url, "--room", room,
-                "--role", role, "--size", "320x240", "--fps", "15",
-                "--timeout", str(PEER_TIMEOUT), "--stats-json", "-", "-v", *extra, *more]  # fmt: skip
-        if role == "caller":
-            argv += ["--duration", "3"]
-        procs[side] = subprocess.Popen(
-            topo.exec(topo.host(side), argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-    runs = []
+def start_peer(
+    topo: Topology, side: str, hub_url: str, room: str, role: str, *extra: str
+) -> subprocess.Popen[str]:
+    """``python -m peer`` on host ``side``; stats JSON on stdout, the log on stderr."""
+    argv = [sys.executable, "-m", "peer", "--server", hub_url, "--room", room, "--role", role,
+            "--size", "320x240", "--fps", "15", "--timeout", str(PEER_TIMEOUT),
+            "--stats-json", "-", "-v", *extra]  # fmt: skip
+    # a later --timeout in ``extra`` wins (argparse keeps the last)
+    return subprocess.Popen(
+        topo.exec(topo.host(side), argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def finish(side: str, proc: subprocess.Popen[str], deadline: float) -> PeerRun:
+    """Wait (bounded) for a peer to exit; kill it if it overstays."""
+    try:
+        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return PeerRun(side, proc.returncode, err, json.loads(out) if out.strip() else {})
+
+
+def run_peer(topo: Topology, side: str, hub_url: str, room: str, *args: str) -> PeerRun:
+    return finish(side, start_peer(topo, side, hub_url, room, *args), time.monotonic() + RUN_LIMIT)
+
+
+def run_peers(topo: Topology, hub_url: str, room: str, *extra: str) -> tuple[PeerRun, PeerRun]:
+    """Caller on host a (hangs up 3 s after connecting), answerer on host b, both bounded."""
+    caller = start_peer(topo, "a", hub_url, room, "caller", "--duration", "3", *extra)
+    answerer = start_peer(topo, "b", hub_url, room, "answerer", *extra)
     deadline = time.monotonic() + RUN_LIMIT
     try:
-        for side, proc in procs.items():
-            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            stats = json.loads(out) if out.strip() else {}
-            runs.append(PeerRun(side, proc.returncode, err, stats))
+        return finish("a", caller, deadline), finish("b", answerer, deadline)
     finally:
-        for proc in procs.values():
+        for proc in (caller, answerer):
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    return runs[0], runs[1]
 
 
 def assert_relayed_call(run: PeerRun) -> None:
@@ -113,7 +126,9 @@ def test_relay_only_between_the_isolated_hosts(
     caller, answerer = run_peers(topology, url, "relayonly", "--relay-only")
     for run in (caller, answerer):
         assert_relayed_call(run)
-        print(f"host {run.side} --relay-only selected pair: {json.dumps(run.stats['selected_pair'])}")
+        print(
+            f"host {run.side} --relay-only selected pair: {json.dumps(run.stats['selected_pair'])}"
+        )
 
 
 def test_without_turn_the_call_fails_with_no_route_within_the_timeout(
@@ -121,8 +136,8 @@ def test_without_turn_the_call_fails_with_no_route_within_the_timeout(
 ) -> None:
     url = start_hub().url
     began = time.monotonic()
-    caller, answerer = run_peers(topology, url, "noturn")
-    assert time.monotonic() - began < PEER_TIMEOUT + 20
+    caller, answerer = run_peers(topology, url, "noturn", "--timeout", str(FAIL_TIMEOUT))
+    assert time.monotonic() - began < FAIL_TIMEOUT + 20
     for run in (caller, answerer):
         assert run.returncode == 4, run.stderr[-3000:]
         assert "no route to the peer" in run.last_line, run.last_line
@@ -141,7 +156,9 @@ def test_expired_credentials_fail_naming_turn_authentication(
     while time.time() < expiry + 1:  # wait by the clock for the credentials to run out
         time.sleep(0.2)
     ice = ice_server_flag(turn)
-    caller, answerer = run_peers(topology, hub.url, "expired", "--ice-server", ice)
+    caller, answerer = run_peers(
+        topology, hub.url, "expired", "--ice-server", ice, "--timeout", str(FAIL_TIMEOUT)
+    )
     for run in (caller, answerer):
         assert run.returncode == 4, run.stderr[-3000:]
         assert "TURN authentication failed" in run.last_line, run.last_line
@@ -189,3 +206,48 @@ def ice_server_flag(server: dict[str, Any]) -> str:
 
     user, cred = quote(server["username"], safe=""), quote(server["credential"], safe="")
     return f"turn:{user}:{cred}@{server['urls'][0].removeprefix('turn:')}"
+
+
+@pytest.mark.parametrize("relay", ["0", "1"], ids=["all", "relay-param"])
+def test_chromium_page_and_python_peer_connect_through_turn(
+    topology: Topology,
+    coturn: Path,
+    turn_secret: str,
+    start_hub: StartHub,
+    artifacts_dir: Path,
+    relay: str,
+) -> None:
+    url = turn_hub(start_hub, turn_secret, "--turn-url", UDP_TURN, "--turn-url", TCP_TURN)
+    room = f"browser{relay}"
+    page_url = f"{url}/?room={room}&role=caller&auto=1&name=page&relay={relay}"
+    browser = subprocess.Popen(
+        topology.exec(
+            topology.host("a"),
+            [
+                sys.executable,
+                "-m",
+                "tests.netns.browser_side",
+                page_url,
+                str(artifacts_dir / "page.png"),
+            ],
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        python = run_peer(topology, "b", url, room, "answerer", "--duration", "4")
+        out, err = browser.communicate(timeout=RUN_LIMIT + 60)
+    finally:
+        if browser.poll() is None:
+            browser.kill()
+            browser.communicate()
+    page = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    (artifacts_dir / "python.stderr.txt").write_text(python.stderr)
+    assert browser.returncode == 0, f"page: {page}\n{err[-3000:]}"
+    assert_relayed_call(python)
+    assert page["pair"]["local"] == "relay" and page["pair"]["remote"] == "relay", page
+    assert page["route"].startswith("relay → relay"), page
+    assert page["frames"] >= 10 and page["relayChecked"] is (relay == "1")
+    print(f"page selected pair: {page['route']}; python: {python.stats['selected_pair']}")
