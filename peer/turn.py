@@ -58,14 +58,19 @@ def parse_turn_url(url: str, username: str | None, credential: str | None) -> Tu
     if not url.startswith(("turn:", "turns:")):
         return None
     scheme, rest = url.split(":", 1)
-    parts = urlsplit(f"//{rest.split('?', 1)[0]}")
+    try:
+        parts = urlsplit(f"//{rest.split('?', 1)[0]}")
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a bad port or bracket: not a URL we can use
+        log.warning("ignoring malformed TURN URL %r", url)
+        return None
     query = parse_qs(rest.split("?", 1)[1]) if "?" in rest else {}
     secure = scheme == "turns"
     transport = "tls" if secure else query.get("transport", ["udp"])[0].lower()
-    if parts.hostname is None or transport not in PREFERENCE:
+    if host is None or transport not in PREFERENCE:
         return None
-    port = parts.port or (5349 if secure else 3478)
-    return TurnUrl(url, parts.hostname, port, transport, username, credential)
+    port = port or (5349 if secure else 3478)
+    return TurnUrl(url, host, port, transport, username, credential)
 
 
 def turn_urls(servers: Sequence[dict[str, Any]]) -> list[TurnUrl]:

@@ -8,7 +8,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import OpenPage
-from tests.browser.pages import connected_pair
+from tests.browser.pages import connected_pair, page_url, wait_state
 from tests.conftest import HubProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
@@ -91,3 +91,16 @@ async def test_call_controls(hub_process: HubProcess, open_page: OpenPage) -> No
     summary = await them.evaluate("window.p2pcall.stats")
     assert summary["inbound"]["width"] > 0 and summary["inbound"]["fps"] > 0, summary
     assert summary["rttMs"] is not None, summary
+
+
+@pytest.mark.parametrize(("query", "policy"), [({"relay": "1"}, "relay"), ({}, "all")])
+async def test_relay_param_ticks_the_box_and_sets_the_ice_transport_policy(
+    hub_process: HubProcess, open_page: OpenPage, query: dict[str, str], policy: str
+) -> None:
+    params = {"room": f"relay-{policy}", "role": "caller", "auto": "1", **query}
+    page = await open_page(page_url(hub_process.url, **params), "caller")
+    await wait_state(page, "waiting")
+    box = page.get_by_label(re.compile("Relay only"))
+    assert await box.is_checked() is (policy == "relay")
+    got = await page.evaluate("window.p2pcall.call.pc.getConfiguration().iceTransportPolicy")
+    assert got == policy

@@ -73,7 +73,12 @@ async def test_stats_summary(hub_process: HubProcess, open_page: OpenPage) -> No
                     frameWidth: 320, frameHeight: 240, framesPerSecond: 15}],
             ['C', {type: 'codec', mimeType: 'video/VP8', timestamp: t}],
             ['T', {type: 'transport', selectedCandidatePairId: 'P', timestamp: t}],
-            ['P', {type: 'candidate-pair', currentRoundTripTime: 0.0125, timestamp: t}],
+            ['P', {type: 'candidate-pair', currentRoundTripTime: 0.0125, timestamp: t,
+                   localCandidateId: 'L', remoteCandidateId: 'R'}],
+            ['L', {type: 'local-candidate', candidateType: 'relay', protocol: 'udp',
+                   relayProtocol: 'tcp', timestamp: t}],
+            ['R', {type: 'remote-candidate', candidateType: 'srflx', protocol: 'udp',
+                   timestamp: t}],
           ]);
           const first = m.summarize(report(1000, 0, 0, 0));
           const second = m.summarize(report(2000, 125000, 62500, 10), first.snapshot);
@@ -92,3 +97,10 @@ async def test_stats_summary(hub_process: HubProcess, open_page: OpenPage) -> No
     assert rows["Received bitrate"] == "1000 kbit/s"
     assert rows["Packet loss"] == "10 (1.0 %)"
     assert rows["Round trip"] == "12.5 ms"
+    assert second["pair"] == {
+        "local": "relay",
+        "remote": "srflx",
+        "protocol": "udp",
+        "relayProtocol": "tcp",
+    }
+    assert rows["Route"] == "relay \u2192 srflx (udp, TURN over tcp)"
