@@ -238,7 +238,7 @@ def test_chromium_page_and_python_peer_connect_through_turn(
     )
     try:
         python = run_peer(topology, "b", url, room, "answerer", "--duration", "4")
-        out, err = browser.communicate(timeout=RUN_LIMIT + 60)
+        out, err = browser.communicate(timeout=RUN_LIMIT)
     finally:
         if browser.poll() is None:
             browser.kill()
