@@ -87,18 +87,23 @@ export class Call extends EventTarget {
   /** Restart ICE (caller only: the contract lets only the caller offer). */
   async restartIce() {
     if (this.role !== Role.CALLER || this._over()) return;
-    this._useLatestIceServers();
+    await this._useFreshIceServers();
     await this._enqueue(() => this._sendOffer(true));
   }
 
   /**
    * An ICE restart allocates new TURN relays, so it needs credentials that are still
-   * valid: take the iceServers of the hub's latest welcome (each welcome mints fresh
-   * TURN credentials; a reconnect brings a new one) when they differ from ours.
+   * valid: re-fetch them from the hub when ours are about to expire (see
+   * Signaling.freshIceServers), and hand them to the connection before restarting.
    */
-  _useLatestIceServers() {
-    const latest = this.signaling.welcome && this.signaling.welcome.iceServers;
-    if (!latest || latest === this._iceServers) return;
+  async _useFreshIceServers() {
+    let latest = null;
+    try {
+      latest = await this.signaling.freshIceServers();
+    } catch {
+      return; // restart with what we have; the hub may be away for a moment
+    }
+    if (!latest || latest === this._iceServers || this._over()) return;
     this._iceServers = latest;
     this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: latest });
   }

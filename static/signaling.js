@@ -6,6 +6,19 @@ import { CallError, ErrorCode, Event, PageError } from "./protocol.js";
 
 const CONNECT_TIMEOUT_MS = 8000;
 const REQUEST_TIMEOUT_MS = 10000;
+// TURN credentials this close to their expiry are re-fetched before they are used again
+const TURN_REFRESH_MARGIN_S = 60;
+
+/**
+ * True when a TURN entry of `iceServers` carries TURN REST credentials
+ * ("<unix expiry>:<id>") that expire within `marginS` seconds of `nowS`.
+ */
+export function turnExpiresSoon(iceServers, nowS, marginS = TURN_REFRESH_MARGIN_S) {
+  return (iceServers || []).some((s) => {
+    const m = /^(\d+):/.exec((s && s.username) || "");
+    return m !== null && Number(m[1]) - nowS < marginS;
+  });
+}
 
 export class Signaling extends EventTarget {
   constructor({ url = undefined, name = "", token = "" } = {}) {
@@ -83,6 +96,26 @@ export class Signaling extends EventTarget {
       throw new CallError(error.code || ErrorCode.INVALID, error.message || "");
     }
     return ack;
+  }
+
+  /**
+   * The iceServers to use for new TURN allocations: this connection's, or, when their
+   * TURN credentials are about to expire, those of a fresh `welcome` from a short
+   * second connection (the hub mints new credentials for every connect). Falls back
+   * to the current ones if the hub cannot be reached.
+   */
+  async freshIceServers() {
+    const current = (this.welcome && this.welcome.iceServers) || [];
+    if (!turnExpiresSoon(current, Date.now() / 1000)) return current;
+    const probe = new Signaling({ url: this.url, name: this.name, token: this.token });
+    try {
+      const welcome = await probe.connect();
+      return welcome.iceServers || current;
+    } catch {
+      return current;
+    } finally {
+      probe.close();
+    }
   }
 
   close() {

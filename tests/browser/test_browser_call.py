@@ -129,3 +129,22 @@ async def test_broken_path_shows_reconnecting(hub_process: HubProcess, open_page
         "reconnecting",
         "ended",
     ], history
+
+
+async def test_ice_restart_refetches_expiring_turn_credentials(
+    private_hub: PrivateHub, open_page: OpenPage
+) -> None:
+    """Credentials about to expire are replaced from a fresh welcome before an ICE restart."""
+    hub = private_hub(
+        "--turn-secret", "restart-secret", "--turn-url", "turn:127.0.0.1:9", "--turn-ttl", "1"
+    )
+    caller, answerer = await connected_pair(open_page, hub.url, "turn-refresh")
+    users = "() => window.p2pcall.call.pc.getConfiguration().iceServers.map(s => s.username)"
+    before = await caller.evaluate(users)
+    assert len(before) == 1 and before[0].split(":")[0].isdigit()
+    await caller.evaluate("window.p2pcall.restartIce()")
+    after = await caller.evaluate(users)
+    assert len(after) == 1 and after != before
+    assert int(after[0].split(":")[0]) >= int(before[0].split(":")[0])
+    frames = await answerer.evaluate("window.p2pcall.remoteFrames")
+    assert await wait_frames(answerer, frames + 30) >= frames + 30
