@@ -426,6 +426,8 @@ class Call:
 
     def _no_route(self) -> str:
         """Why no candidate pair worked, in the words a person checks first."""
+        if self.pc is not None and self.pc.iceConnectionState in ("connected", "completed"):
+            return "ICE found a route, but the DTLS handshake over it did not complete"
         local = sorted({c.type for c in self._local_candidates()})
         text = (
             "no route to the peer: no ICE candidate pair worked (local candidates: "
@@ -442,8 +444,9 @@ class Call:
             return []
         out: list[RTCIceCandidate] = []
         for transceiver in self.pc.getTransceivers():
-            gatherer = transceiver.receiver.transport.transport.iceGatherer
-            out.extend(gatherer.getLocalCandidates())
+            dtls = transceiver.receiver.transport
+            if dtls is not None:  # bundled: every transceiver shares one ICE gatherer
+                out.extend(dtls.transport.iceGatherer.getLocalCandidates())
         return out
 
     async def _handle(self, item: Pushed) -> str | None:
