@@ -379,6 +379,16 @@ class Call:
         elif state == "connected" and self.phase != Phase.ENDED:
             self._set_phase(Phase.CONNECTED)
             self.stats.on_connected(self.clock())
+            self.stats.pair = selected_pair(self.pc)
+            if self.stats.pair is not None:
+                log.info(
+                    "room=%s selected pair %s -> %s (%s -> %s)",
+                    self.room,
+                    self.stats.pair["local"],
+                    self.stats.pair["remote"],
+                    self.stats.pair["local_address"],
+                    self.stats.pair["remote_address"],
+                )
             self.connected.set()
             self._spawn(self._poll_stats(), "stats")
         elif state == "failed":

@@ -95,6 +95,7 @@ def assert_relayed_call(run: PeerRun) -> None:
     assert (pair["local"], pair["remote"]) == ("relay", "relay"), pair
     assert pair["local_address"].startswith(f"{SERVICE}:")
     assert run.stats["frames_received"] > 10, run.stats
+    assert "selected pair relay -> relay" in run.stderr
 
 
 def turn_hub(start_hub: StartHub, secret: str, *args: str) -> str:
