@@ -143,14 +143,15 @@ def ice_configuration(servers: list[dict[str, Any]], relay_only: bool = False) -
 
 
 def prefer_codec(pc: RTCPeerConnection, codec: str) -> None:
-    """Put ``codec`` (and its RTX) first on every video transceiver."""
+    """Put ``codec`` first on every video transceiver; the other codecs (and RTX) follow."""
     wanted = f"video/{codec}".lower()
-    caps = RTCRtpSender.getCapabilities("video").codecs
+    capabilities = RTCRtpSender.getCapabilities("video")
+    caps = capabilities.codecs if capabilities is not None else []
     chosen = [c for c in caps if c.mimeType.lower() == wanted]
-    rtx = [c for c in caps if c.mimeType.lower() == "video/rtx"]
+    others = [c for c in caps if c.mimeType.lower() != wanted]
     for transceiver in pc.getTransceivers():
         if transceiver.kind == "video":
-            transceiver.setCodecPreferences(chosen + rtx)
+            transceiver.setCodecPreferences(chosen + others)
 
 
 def video_codec(text: str) -> str | None:

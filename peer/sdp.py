@@ -119,8 +119,11 @@ def split(sdp: str) -> Description:
     return Description(session, sections)
 
 
-def join(description: Description, keep: Iterable[Section]) -> str:
-    """The description with only the ``keep`` sections and a BUNDLE group to match."""
+def join(description: Description, keep: Iterable[Section], *, candidates: bool = False) -> str:
+    """The description with only the ``keep`` sections and a BUNDLE group to match.
+
+    ``candidates`` puts each section's candidate lines and end-of-candidates back.
+    """
     kept = list(keep)
     mids = {s.mid for s in kept}
     lines: list[str] = []
@@ -133,15 +136,32 @@ def join(description: Description, keep: Iterable[Section]) -> str:
         lines.append(line)
     for s in kept:
         lines.extend(s.lines)
+        if candidates:
+            lines.extend("a=" + c for c in s.candidates)
+            if s.end_of_candidates:
+                lines.append(END_OF_CANDIDATES)
     return CRLF.join(lines) + CRLF
 
 
 def prefer_payloads(section: Section, first: Sequence[str]) -> None:
-    """Move the payload types ``first`` to the front of the m-line, in that order."""
+    """Move the payload types ``first`` to the front, in that order.
+
+    Both the m-line's format list and the ``a=rtpmap`` lines are reordered: the format
+    list is the preference order (RFC 3264 section 5.1), and aiortc reads its codec
+    list in ``a=rtpmap`` order.
+    """
     head = section.lines[0].split()
     formats = head[3:]
     ordered = [f for f in first if f in formats] + [f for f in formats if f not in first]
     section.lines[0] = " ".join(head[:3] + ordered)
+    rank = {pt: i for i, pt in enumerate(ordered)}
+    at = [i for i, line in enumerate(section.lines) if line.startswith("a=rtpmap:")]
+
+    def payload(line: str) -> int:
+        return rank.get(line[len("a=rtpmap:") :].split(" ", 1)[0], len(rank))
+
+    for i, line in zip(at, sorted((section.lines[i] for i in at), key=payload), strict=True):
+        section.lines[i] = line
 
 
 def rejected(section: Section) -> list[str]:
