@@ -382,22 +382,24 @@ class Call:
         await self.signaling.candidate(self.room, None)
 
     def _add_sources(self, plan: AnswerPlan) -> None:
-        """Send each source on the offered m-section of its kind; name those not sent."""
+        """Send each source on the offered m-section of its kind; name those not sent, once."""
         if self._tracks_added:
             return
         self._tracks_added = True
+        reasons: list[str] = []
         for track in (self.sources.video, self.sources.audio):
             if track is None:
                 continue
             if track.kind not in plan.kinds():
-                why = f"the offer has no usable {track.kind} m-section"
+                reasons.append(f"{track.kind} (the offer has no usable {track.kind} m-section)")
             elif not plan.receives(track.kind):
-                why = f"the offer's {track.kind} m-section does not receive"
+                reasons.append(f"{track.kind} (the offer's {track.kind} m-section only sends)")
             else:
                 self.pc.addTrack(track)
                 continue
             self.not_sent.append(track.kind)
-            log.warning("room=%s not sending %s: %s", self.room, track.kind, why)
+        if reasons:
+            log.warning("room=%s not sending %s", self.room, "; ".join(reasons))
 
     async def _on_answer(self, raw: Any) -> None:
         if self.options.role != "caller":

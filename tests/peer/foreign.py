@@ -24,6 +24,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import RTCCertificate, generate_certificate
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from peer import sdp
 from peer.media import TestSource, ToneSource
@@ -56,6 +58,25 @@ def mdns_candidates(mid: str) -> list[dict[str, Any]]:
 
 def keep(text: str) -> str:
     return text
+
+
+# what GStreamer's webrtcbin (Debian 1.22) negotiates: an RSA certificate, no ECDSA suite
+RSA_SUITES = b"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"
+
+
+def rsa_dtls(pc: RTCPeerConnection) -> None:
+    """Give ``pc`` an RSA DTLS certificate and only ECDHE-RSA suites, like webrtcbin."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    certificate = RTCCertificate(key=key, cert=generate_certificate(key))  # type: ignore[arg-type]
+    original = certificate._create_ssl_context
+
+    def context(*args: Any, **kwargs: Any) -> Any:
+        ctx = original(*args, **kwargs)
+        ctx.set_cipher_list(RSA_SUITES)
+        return ctx
+
+    certificate._create_ssl_context = context  # type: ignore[method-assign]
+    pc._RTCPeerConnection__certificates = [certificate]  # type: ignore[attr-defined]
 
 
 @dataclass

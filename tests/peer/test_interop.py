@@ -8,18 +8,20 @@ over a real hub on loopback, and real frames flow.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 
-from peer import sdp
+from peer import aiortc_seam, sdp
 from peer.call import Call
-from peer.errors import CallTimeout
+from peer.errors import CallTimeout, DtlsFailed
 from tests.conftest import RunningHub
 
-from .foreign import MDNS_NAMES, Foreign, foreign_caller, mdns_candidates
+from .cli_run import run_cli
+from .foreign import MDNS_NAMES, Foreign, foreign_caller, mdns_candidates, rsa_dtls
 from .pair import Side, side, wait_until
 
 WAIT = 30.0
@@ -89,6 +91,29 @@ async def test_mdns_only_caller_connects_through_its_checks(
             await frames_both_ways(caller, me.call, task)
             assert me.call.remote_ice.mdns_names == list(MDNS_NAMES)
             await wait_until(lambda: me.call.remote_ice.ends_applied == 1)
+            await hang_up(caller, task)
+
+
+@pytest.mark.slow
+async def test_empty_foundation_candidates_are_used(hub: RunningHub) -> None:
+    """``candidate: 1 udp ...`` (no foundation) is a candidate like any other."""
+    room = "no-foundation"
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.prepare()
+        real = caller.real_candidates()
+        assert real
+        bare = [{**c, "candidate": "candidate: " + c["candidate"].split(" ", 1)[1]} for c in real]
+        assert all(c["candidate"].startswith("candidate: 1 udp ") for c in bare), bare
+        await caller.offer(trickle=[*bare, None])
+        async with answering(hub, room) as (me, task):
+            await caller.take_answer()
+            await frames_both_ways(caller, me.call, task)
+            assert me.call.remote_ice.signalled == len(bare)
+            ice = me.call.pc.getTransceivers()[0].receiver.transport.transport
+            known = {(c.ip, c.port) for c in ice.getRemoteCandidates()}
+            for c in bare:
+                _, _, _, _, ip, port, *_ = c["candidate"].split(" ")
+                assert (ip, int(port)) in known
             await hang_up(caller, task)
 
 
@@ -220,8 +245,51 @@ async def test_offer_with_fewer_kinds_than_our_sources(
                 await frames_both_ways(caller, me.call, task, kind=next(iter(offered)))
             assert me.call.not_sent == not_sent
             said = [r.getMessage() for r in caplog.records if "not sending" in r.getMessage()]
-            assert len(said) == len(not_sent), said
+            assert len(said) == 1, said
+            assert all(
+                f"{kind} (the offer has no usable {kind} m-section)" in said[0] for kind in not_sent
+            )
             await hang_up(caller, task)
+
+
+# -- 4. a caller with an RSA DTLS certificate ----------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first", ["caller", "answerer"])
+async def test_rsa_certificate_caller_is_answered(hub: RunningHub, first: str) -> None:
+    """We are the DTLS client; the caller's RSA certificate takes ECDHE-RSA suites."""
+    room = f"rsa-{first}"
+    async with foreign_caller(hub.url, room, video=True, data=True, setup=rsa_dtls) as caller:
+        if first == "caller":
+            await caller.offer()
+        async with answering(hub, room) as (me, task):
+            if first == "answerer":
+                await caller.offer()
+            answer = await caller.take_answer()
+            assert "a=setup:active" in answer  # the answerer is the DTLS client
+            await frames_both_ways(caller, me.call, task)
+            await asyncio.wait_for(caller.chat_open.wait(), WAIT)
+            await hang_up(caller, task)
+
+
+@pytest.mark.slow
+async def test_dtls_failure_is_named(hub: RunningHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On aiortc's public API alone (hooks off) the RSA caller fails, and we say DTLS."""
+    monkeypatch.setattr(aiortc_seam, "_checked", False)
+    room = "rsa-public-api"
+    async with foreign_caller(hub.url, room, video=True, setup=rsa_dtls) as caller:
+        await caller.offer()
+        async with side(hub.url, "answerer", room) as me:
+            await me.call.start()
+            take = asyncio.create_task(caller.take_answer())
+            with pytest.raises(DtlsFailed) as info:
+                await me.call.run(connect_timeout=WAIT)
+            await take
+    message = str(info.value)
+    assert "DTLS handshake with the caller failed" in message
+    assert "after ICE connected" in message
+    assert "m-section 0 (video, mid '0')" in message
 
 
 # -- 5. the answerer's --codec -------------------------------------------------------------
@@ -282,3 +350,44 @@ async def test_unreachable_mdns_caller_times_out_with_the_reason(hub: RunningHub
     assert "did not connect within 3 s" in message
     assert "3 remote candidate(s) signalled, 3 of them mDNS names" in message
     assert "ICE " in message
+
+
+# -- through the command line ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_cli_answerer_codec_and_stats_json(hub: RunningHub) -> None:
+    """``--codec vp8`` on the answerer against an H.264-first caller: VP8 in --stats-json."""
+    room = "cli-pref"
+    async with side(hub.url, "caller", room, codec="h264") as caller:
+        await caller.call.start()
+        run = asyncio.create_task(caller.call.run(connect_timeout=WAIT, duration=2))
+        done = await run_cli(
+            "--server", hub.url, "--room", room, "--role", "answerer", "--size", "320x240",
+            "--codec", "vp8", "--stats-json", "-",
+        )  # fmt: skip
+        assert await asyncio.wait_for(run, WAIT) == "duration"
+    assert done.code == 0, done.stderr
+    stats = json.loads(done.stdout[done.stdout.index("{") :])
+    assert stats["video"]["codec"] == "VP8"
+    assert stats["frames_received"] >= 10
+    assert caller.call.stats.summary()["video"]["codec"] == "VP8"
+
+
+async def test_cli_offer_with_nothing_usable_is_named(hub: RunningHub) -> None:
+    """Only an H.264 Main video m-section: exit 4 with a line naming it and the codecs."""
+    room = "cli-nothing"
+
+    def only_main(text: str) -> str:
+        offer = sdp.split(inject_first(H264_MAIN, "cam")(text))
+        return sdp.join(offer, offer.sections[:1], candidates=True)
+
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.offer(only_main)
+        done = await run_cli("--server", hub.url, "--room", room, "--role", "answerer")
+    assert done.code == 4, done.stderr
+    line = done.last_error_line
+    assert "unexpected error" not in done.stderr
+    assert line.startswith(f"p2pcall-peer: nothing in the offer in room {room!r} can be answered")
+    assert "m-section 0 (video, mid 'cam'): no video codec in common" in line
+    assert "offered H264 (profile-level-id=4d001f)" in line
