@@ -123,16 +123,15 @@ class Foreign:
 
     def real_candidates(self) -> list[dict[str, Any]]:
         """This caller's own gathered candidates, as a browser would trickle them."""
-        out = []
-        for t in self.pc.getTransceivers()[:1]:
-            for c in t.receiver.transport.transport.iceGatherer.getLocalCandidates():
-                c.sdpMid, c.sdpMLineIndex = self.mid, 0
-                out.append(candidate_to_json(c))
-        if not out and self.pc.sctp is not None:
-            gatherer = self.pc.sctp.transport.transport.iceGatherer
-            for c in gatherer.getLocalCandidates():
-                c.sdpMid, c.sdpMLineIndex = self.mid, 0
-                out.append(candidate_to_json(c))
+        transports = [t.receiver.transport for t in self.pc.getTransceivers()]
+        if self.pc.sctp is not None:
+            transports.append(self.pc.sctp.transport)
+        out: list[dict[str, Any]] = []
+        for c in transports[0].transport.iceGatherer.getLocalCandidates():
+            c.sdpMid, c.sdpMLineIndex = self.mid, 0
+            as_json = candidate_to_json(c)
+            assert as_json is not None
+            out.append(as_json)
         return out
 
     async def take_answer(self, edit: Edit = keep, limit: float = 30) -> str:
