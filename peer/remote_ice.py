@@ -43,10 +43,13 @@ def is_mdns(candidate: RTCIceCandidate) -> bool:
 class RemoteIce:
     """Routes remote candidates of one call's ``pc``; ``spawn`` runs background work."""
 
-    def __init__(self, pc: RTCPeerConnection, room: str, spawn: Spawn) -> None:
+    def __init__(
+        self, pc: RTCPeerConnection, room: str, spawn: Spawn, *, resolve_mdns: bool = True
+    ) -> None:
         self.pc = pc
         self.room = room
         self.spawn = spawn
+        self.resolve_mdns = resolve_mdns
         self.description: sdp.Description | None = None
         self.pending: list[Remote] = []
         self.signalled = 0
@@ -136,6 +139,11 @@ class RemoteIce:
         self.signalled += 1
         if is_mdns(item):
             self.mdns_names.append(item.ip)
+            if not self.resolve_mdns:
+                log.info(
+                    "room=%s mDNS candidate %s not resolved (resolution off)", self.room, item.ip
+                )
+                return
             key = id(transport)
             self._resolving[key] = self._resolving.get(key, 0) + 1
             self.spawn(self._add_mdns(transport, item), "mdns-candidate")

@@ -84,13 +84,35 @@ async def test_mdns_only_caller_connects_through_its_checks(
         trickle = [*mdns_candidates(caller.mid), marker]
         if first == "caller":
             await caller.offer(trickle=trickle)
-        async with answering(hub, room) as (me, task):
+        async with answering(hub, room, resolve_mdns=False) as (me, task):
             if first == "answerer":
                 await caller.offer(trickle=trickle)
             await caller.take_answer()
             await frames_both_ways(caller, me.call, task)
             assert me.call.remote_ice.mdns_names == list(MDNS_NAMES)
             await wait_until(lambda: me.call.remote_ice.ends_applied == 1)
+            await hang_up(caller, task)
+
+
+@pytest.mark.slow
+async def test_end_of_candidates_of_another_generation_is_ignored(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An empty-string candidate names its m-section and ufrag; a stale ufrag ends nothing."""
+    caplog.set_level(logging.INFO, logger="peer")
+    room = "stale-end"
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.prepare()
+        stale = {"candidate": "", "sdpMid": caller.mid, "usernameFragment": "stale"}
+        unknown = {"candidate": "", "sdpMid": "nope"}
+        await caller.offer(trickle=[*mdns_candidates(caller.mid), stale, unknown])
+        async with answering(hub, room, resolve_mdns=False) as (me, task):
+            await caller.take_answer()
+            await frames_both_ways(caller, me.call, task)
+            said = [r.getMessage() for r in caplog.records]
+            assert any("of ICE generation 'stale', not the current" in m for m in said), said
+            assert any("for mid 'nope': no such m-section; ignored" in m for m in said), said
+            assert me.call.remote_ice.ends_applied == 0
             await hang_up(caller, task)
 
 
@@ -342,7 +364,7 @@ async def test_unreachable_mdns_caller_times_out_with_the_reason(hub: RunningHub
     async with foreign_caller(hub.url, room, data=True) as caller:
         await caller.prepare()
         await caller.offer(trickle=[*mdns_candidates(caller.mid), None])
-        async with side(hub.url, "answerer", room, video="none") as me:
+        async with side(hub.url, "answerer", room, video="none", resolve_mdns=False) as me:
             await me.call.start()
             with pytest.raises(CallTimeout) as info:
                 await me.call.run(connect_timeout=3)
