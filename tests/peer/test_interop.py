@@ -61,6 +61,17 @@ async def frames_both_ways(
         await wait_until(lambda: answerer.stats.frames_received >= 10, WAIT)
 
 
+async def chat_both_ways(caller: Foreign, answerer: Call) -> None:
+    await asyncio.wait_for(caller.chat_open.wait(), WAIT)
+    await asyncio.wait_for(answerer.chat_open.wait(), WAIT)
+    caller.send_chat("from the caller")
+    await wait_until(lambda: len(answerer.chat_received) == 1)
+    assert answerer.chat_received[0]["text"] == "from the caller"
+    assert answerer.send_chat("from the answerer")
+    await wait_until(lambda: len(caller.chat_got) == 1)
+    assert caller.chat_got[0]["text"] == "from the answerer"
+
+
 async def hang_up(caller: Foreign, task: asyncio.Task[str]) -> None:
     await caller.hangup()
     assert await asyncio.wait_for(task, 15) == "hangup"
@@ -205,12 +216,7 @@ async def test_m_section_without_usable_codec_is_rejected(
             assert all(s.port != 0 for s in answer.sections[1:])
             assert "cam" not in answer.bundle
             await frames_both_ways(caller, me.call, task, kind=other)
-            await asyncio.wait_for(caller.chat_open.wait(), WAIT)
-            await asyncio.wait_for(me.call.chat_open.wait(), WAIT)
-            caller.send_chat("from the camera")
-            await wait_until(lambda: len(me.call.chat_received) == 1)
-            assert me.call.send_chat("back")
-            await wait_until(lambda: len(caller.chat_got) == 1)
+            await chat_both_ways(caller, me.call)
             assert me.call.rejected == ["m-section 0 (" + kind + ", mid 'cam')"]
             lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
             assert len(lines) == 1, lines
@@ -257,12 +263,7 @@ async def test_offer_with_fewer_kinds_than_our_sources(
             ]
             if "data" in offered:
                 await connected(me.call, task)
-                await asyncio.wait_for(caller.chat_open.wait(), WAIT)
-                await asyncio.wait_for(me.call.chat_open.wait(), WAIT)
-                caller.send_chat("data only")
-                await wait_until(lambda: len(me.call.chat_received) == 1)
-                assert me.call.send_chat("still here")
-                await wait_until(lambda: len(caller.chat_got) == 1)
+                await chat_both_ways(caller, me.call)
             else:
                 await frames_both_ways(caller, me.call, task, kind=next(iter(offered)))
             assert me.call.not_sent == not_sent
