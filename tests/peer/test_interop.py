@@ -228,6 +228,23 @@ async def test_m_section_without_usable_codec_is_rejected(
             await hang_up(caller, task)
 
 
+@pytest.mark.slow
+async def test_candidates_of_a_rejected_bundle_tag_reach_the_bundle(hub: RunningHub) -> None:
+    """Candidates trickled for the rejected first m-section belong to the BUNDLE transport."""
+    room = "codec-trickle"
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.prepare()
+        tagged = [{**c, "sdpMid": "cam", "sdpMLineIndex": 0} for c in caller.real_candidates()]
+        end = {"candidate": "", "sdpMid": "cam"}
+        await caller.offer(inject_first(H264_MAIN, "cam"), trickle=[*tagged, end])
+        async with answering(hub, room) as (me, task):
+            await caller.take_answer(drop_first)
+            await frames_both_ways(caller, me.call, task)
+            assert me.call.remote_ice.signalled == len(tagged)
+            await wait_until(lambda: me.call.remote_ice.ends_applied == 1)
+            await hang_up(caller, task)
+
+
 # -- 3. fewer media kinds offered than the answerer sends ---------------------------------
 
 
