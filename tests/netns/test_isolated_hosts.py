@@ -144,6 +144,7 @@ def test_without_turn_the_call_fails_with_no_route_within_the_timeout(
         assert "no route to the peer" in run.last_line, run.last_line
         assert "no TURN relay was given" in run.last_line, run.last_line
         assert "Traceback" not in run.stderr
+        print(f"host {run.side}: {run.last_line}")
 
 
 def test_expired_credentials_fail_naming_turn_authentication(
@@ -165,6 +166,7 @@ def test_expired_credentials_fail_naming_turn_authentication(
         assert "TURN authentication failed" in run.last_line, run.last_line
         assert "401" in run.last_line and "expired at" in run.last_line, run.last_line
         assert turn_secret not in run.stderr
+        print(f"host {run.side}: {run.last_line}")
 
 
 def test_udp_to_coturn_dropped_falls_back_to_tcp_turn(
