@@ -10,7 +10,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup run test lint sysdeps bench clean
 
-setup: $(STAMP) static/node_modules/.package-lock.json
+FIREFOX_DRIVER := tests/browser/firefox_driver
+
+setup: $(STAMP) static/node_modules/.package-lock.json $(FIREFOX_DRIVER)/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,14 +23,20 @@ $(STAMP): pyproject.toml
 static/node_modules/.package-lock.json: static/package.json static/package-lock.json
 	npm ci --prefix static --no-audit --no-fund --loglevel=error
 
+# puppeteer-core drives the installed firefox-esr; it downloads no browser, and no install
+# script runs at all
+$(FIREFOX_DRIVER)/node_modules/.package-lock.json: $(FIREFOX_DRIVER)/package.json $(FIREFOX_DRIVER)/package-lock.json
+	npm ci --prefix $(FIREFOX_DRIVER) --ignore-scripts --no-audit --no-fund --loglevel=error
+
 run: setup
 	$(PY) -m signaling --host $(HOST) --port $(PORT)
 
-# Installs the Debian packages the tests drive (browser, X server, coturn, OpenCV's libGL)
+# Installs the Debian packages the tests drive (browsers, X server, coturn, OpenCV's libGL)
 # when they are missing and we are root; otherwise the tests say what to install.
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v firefox-esr >/dev/null || missing="$$missing firefox-esr"; \
 	command -v Xvfb >/dev/null || missing="$$missing xvfb xauth"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	ldconfig -p | grep -q libGL.so.1 || missing="$$missing libgl1 libglib2.0-0"; \
@@ -53,4 +61,4 @@ bench: setup sysdeps
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) static/node_modules bench/peerjs test-artifacts
+	rm -rf $(VENV) static/node_modules $(FIREFOX_DRIVER)/node_modules bench/peerjs test-artifacts
