@@ -24,8 +24,11 @@ FIREFOX = Path("/usr/bin/firefox-esr")
 DRIVER_DIR = Path(__file__).resolve().parent / "firefox_driver"
 DRIVER = DRIVER_DIR / "driver.mjs"
 
-# a request other than a wait: launching Firefox on a loaded 2-core machine takes seconds
+# a request other than a wait or the first open
 REQUEST_TIMEOUT = 60.0
+# the first open launches Firefox: 20 s seen on a loaded 2-core machine; the driver's own
+# launch timeout is 90 s
+OPEN_TIMEOUT = 120.0
 # what a wait may take beyond its own timeout before the driver itself is suspect
 WAIT_MARGIN = 15.0
 
@@ -124,7 +127,7 @@ class Firefox:
 
     async def open(self, url: str) -> FirefoxPage:
         """A page at ``url`` in a browser context of its own (own permissions, storage)."""
-        page_id = str(await self.request("open", url=url))
+        page_id = str(await self.request("open", OPEN_TIMEOUT, url=url))
         return FirefoxPage(self, page_id, self._consoles.setdefault(page_id, []))
 
     async def close(self) -> None:

@@ -45,7 +45,7 @@ async function getBrowser() {
       headless: true,
       extraPrefsFirefox: PREFS,
       protocolTimeout: 60_000,
-      timeout: 60_000,
+      timeout: 90_000,
     });
   }
   return browser;
