@@ -134,3 +134,14 @@ async def wait_inbound_video(page: CallPage, timeout_ms: int = STATE_TIMEOUT_MS)
         raise AssertionError(f"no video decoded at a frame rate: {stats}") from exc
     inbound: dict[str, Any] = await page.evaluate("window.p2pcall.stats.inbound")
     return inbound
+
+
+async def wait_audio_in(page: CallPage, timeout_ms: int = STATE_TIMEOUT_MS) -> float:
+    """Wait until the page's stats show sound arriving; return its bitrate in kbit/s."""
+    ready = "() => { const s = window.p2pcall.stats; return !!s && s.audioInKbps > 0; }"
+    try:
+        await page.wait_for_function(ready, arg=None, timeout=timeout_ms)
+    except Exception as exc:
+        stats = await page.evaluate("window.p2pcall.stats")
+        raise AssertionError(f"no audio arrives: {stats}") from exc
+    return float(await page.evaluate("window.p2pcall.stats.audioInKbps"))

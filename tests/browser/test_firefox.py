@@ -16,6 +16,7 @@ from tests.browser.pages import (
     call_info,
     page_url,
     send_chat,
+    wait_audio_in,
     wait_chat,
     wait_chat_open,
     wait_frames,
@@ -51,7 +52,7 @@ async def assert_video_in(page: CallPage) -> None:
     """Frames shown on ``#remote`` and decoded at a frame rate, per the page's stats."""
     assert await wait_frames(page, 30) >= 30
     inbound = await wait_inbound_video(page)
-    assert inbound["width"] > 0 and inbound["height"] > 0, inbound
+    assert inbound["width"] > 0 and inbound["height"] > 0 and inbound["codec"], inbound
 
 
 @pytest.mark.parametrize(("caller", "answerer"), [("firefox", "chromium"), ("chromium", "firefox")])
@@ -82,6 +83,8 @@ async def test_firefox_and_chromium_call(
         "connecting",
         "connected",
     ]
+    for page in pages.values():
+        await wait_audio_in(page)
     await chat_both_ways(pages[caller], names[caller], pages[answerer], names[answerer])
     await pages[answerer].evaluate("window.p2pcall.hangup()")
     for page in pages.values():
