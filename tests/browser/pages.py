@@ -97,51 +97,57 @@ async def send_chat(page: CallPage, text: str) -> None:
     await page.press("#chat-input", "Enter")
 
 
-async def wait_chat_open(page: CallPage, timeout_ms: int = STATE_TIMEOUT_MS) -> None:
+async def wait_until(
+    page: CallPage,
+    expression: str,
+    arg: Any,
+    never: str,
+    show: str = "window.p2pcall",
+    timeout_ms: int = STATE_TIMEOUT_MS,
+) -> Any:
+    """Wait until ``expression`` (called with ``arg`` if a function) is truthy in the page,
+    then return its value. Otherwise fail with "``never``: <the page's ``show``>"."""
     try:
-        await page.wait_for_function(
-            "document.body.dataset.chat === 'open'", arg=None, timeout=timeout_ms
-        )
+        await page.wait_for_function(expression, arg=arg, timeout=timeout_ms)
     except Exception as exc:
-        raise AssertionError(f"the chat channel never opened: {await call_info(page)}") from exc
+        raise AssertionError(f"{never}: {await page.evaluate(show)}") from exc
+    return await page.evaluate(expression, arg)
 
 
-async def wait_chat(
-    page: CallPage, text: str, timeout_ms: int = STATE_TIMEOUT_MS
-) -> dict[str, Any]:
+async def wait_chat_open(page: CallPage) -> None:
+    await wait_until(
+        page,
+        "document.body.dataset.chat === 'open'",
+        None,
+        "the chat channel never opened",
+        show="document.body.dataset",
+    )
+
+
+async def wait_chat(page: CallPage, text: str) -> dict[str, Any]:
     """Wait for a chat message from the other side with ``text``; return it (wire shape)."""
     find = "text => window.p2pcall.chat.find(m => !m.mine && m.text === text) || null"
-    try:
-        await page.wait_for_function(find, arg=text, timeout=timeout_ms)
-    except Exception as exc:
-        got = await page.evaluate("window.p2pcall.chat")
-        raise AssertionError(f"no chat message {text!r} arrived; chat so far: {got}") from exc
-    message: dict[str, Any] = await page.evaluate(find, text)
+    never = f"no chat message {text!r} arrived; chat so far"
+    message: dict[str, Any] = await wait_until(page, find, text, never, "window.p2pcall.chat")
     return message
 
 
-async def wait_inbound_video(page: CallPage, timeout_ms: int = STATE_TIMEOUT_MS) -> dict[str, Any]:
+async def wait_inbound_video(page: CallPage) -> dict[str, Any]:
     """Wait until the page's stats (``getStats`` each second) show video decoded at a
     non-zero frame rate; return that ``inbound`` summary (``static/stats.js``)."""
     ready = (
         "() => { const i = window.p2pcall.stats && window.p2pcall.stats.inbound;"
-        " return !!i && i.framesDecoded > 0 && i.fps > 0; }"
+        " return i && i.framesDecoded > 0 && i.fps > 0 ? i : null; }"
     )
-    try:
-        await page.wait_for_function(ready, arg=None, timeout=timeout_ms)
-    except Exception as exc:
-        stats = await page.evaluate("window.p2pcall.stats")
-        raise AssertionError(f"no video decoded at a frame rate: {stats}") from exc
-    inbound: dict[str, Any] = await page.evaluate("window.p2pcall.stats.inbound")
+    never = "no video decoded at a frame rate; stats"
+    inbound: dict[str, Any] = await wait_until(page, ready, None, never, "window.p2pcall.stats")
     return inbound
 
 
-async def wait_audio_in(page: CallPage, timeout_ms: int = STATE_TIMEOUT_MS) -> float:
+async def wait_audio_in(page: CallPage) -> float:
     """Wait until the page's stats show sound arriving; return its bitrate in kbit/s."""
-    ready = "() => { const s = window.p2pcall.stats; return !!s && s.audioInKbps > 0; }"
-    try:
-        await page.wait_for_function(ready, arg=None, timeout=timeout_ms)
-    except Exception as exc:
-        stats = await page.evaluate("window.p2pcall.stats")
-        raise AssertionError(f"no audio arrives: {stats}") from exc
-    return float(await page.evaluate("window.p2pcall.stats.audioInKbps"))
+    ready = (
+        "() => { const s = window.p2pcall.stats; return s && s.audioInKbps > 0 && s.audioInKbps; }"
+    )
+    never = "no audio arrives; stats"
+    return float(await wait_until(page, ready, None, never, "window.p2pcall.stats"))
