@@ -108,6 +108,9 @@ class CallOptions:
     name: str = "peer"
     record: Path | None = None
     show_remote: LatestFrame | None = None
+    # resolve the other side's ``<uuid>.local`` candidates by multicast DNS (aioice);
+    # off, they are dropped without a query on the network
+    resolve_mdns: bool = True
 
 
 def chat_message(text: str, sender: str, ts: int | None = None) -> dict[str, Any]:
@@ -214,7 +217,9 @@ class Call:
         self._closed = False
         self._offer: sdp.Description | None = None
         self.pc = self._make_pc()
-        self.remote_ice = RemoteIce(self.pc, self.room, self._spawn)
+        self.remote_ice = RemoteIce(
+            self.pc, self.room, self._spawn, resolve_mdns=options.resolve_mdns
+        )
         signaling.subscribe(self._from_hub)
 
     # -- small helpers -------------------------------------------------------

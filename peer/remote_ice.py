@@ -43,10 +43,13 @@ def is_mdns(candidate: RTCIceCandidate) -> bool:
 class RemoteIce:
     """Routes remote candidates of one call's ``pc``; ``spawn`` runs background work."""
 
-    def __init__(self, pc: RTCPeerConnection, room: str, spawn: Spawn) -> None:
+    def __init__(
+        self, pc: RTCPeerConnection, room: str, spawn: Spawn, *, resolve_mdns: bool = True
+    ) -> None:
         self.pc = pc
         self.room = room
         self.spawn = spawn
+        self.resolve_mdns = resolve_mdns
         self.description: sdp.Description | None = None
         self.pending: list[Remote] = []
         self.signalled = 0
@@ -109,7 +112,22 @@ class RemoteIce:
         if section is None:
             transports = self._transports()  # legacy: no mid, no index -> the first one
             return transports[0] if transports and mid is None and index is None else None
-        return self._transport_for_mid(section.mid)
+        return self._section_transport(section)
+
+    def _section_transport(self, section: sdp.Section) -> RTCIceTransport | None:
+        """The transport of ``section``; for a rejected m-section of the BUNDLE group, the
+        group's transport, which its candidates were gathered for (RFC 8843 section 7.3)."""
+        transport = self._transport_for_mid(section.mid)
+        if transport is not None or self.description is None:
+            return transport
+        bundle = self.description.bundle
+        if section.mid not in bundle:
+            return None
+        for mid in bundle:
+            transport = self._transport_for_mid(mid)
+            if transport is not None:
+                return transport
+        return None
 
     # -- adding -----------------------------------------------------------------------
 
@@ -136,6 +154,11 @@ class RemoteIce:
         self.signalled += 1
         if is_mdns(item):
             self.mdns_names.append(item.ip)
+            if not self.resolve_mdns:
+                log.info(
+                    "room=%s mDNS candidate %s not resolved (resolution off)", self.room, item.ip
+                )
+                return
             key = id(transport)
             self._resolving[key] = self._resolving.get(key, 0) + 1
             self.spawn(self._add_mdns(transport, item), "mdns-candidate")
@@ -175,7 +198,7 @@ class RemoteIce:
                     ufrag,
                 )
                 return
-            transport = self._transport_for_mid(section.mid)
+            transport = self._section_transport(section)
             targets = [] if transport is None else [transport]
         for transport in targets:
             if id(transport) not in self._ended:

@@ -52,7 +52,9 @@ async def assert_video_in(page: CallPage) -> None:
     """Frames shown on ``#remote`` and decoded at a frame rate, per the page's stats."""
     assert await wait_frames(page, 30) >= 30
     inbound = await wait_inbound_video(page)
-    assert inbound["width"] > 0 and inbound["height"] > 0 and inbound["codec"], inbound
+    assert inbound["width"] > 0 and inbound["height"] > 0, inbound
+    # every party here offers VP8 first and answers in the offer's order
+    assert inbound["codec"] == "VP8", inbound
 
 
 @pytest.mark.parametrize(("caller", "answerer"), [("firefox", "chromium"), ("chromium", "firefox")])
@@ -123,4 +125,4 @@ async def test_firefox_and_python_peer_call(
     stats = peer.stats()
     assert stats["frames_received"] >= 30, stats
     assert stats["fps"] is not None and stats["fps"] > 0, stats
-    assert stats["video"]["width"] > 0, stats
+    assert stats["video"]["width"] > 0 and stats["video"]["codec"] == "VP8", stats

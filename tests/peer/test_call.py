@@ -9,7 +9,7 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from peer.call import Call, Phase
-from peer.errors import CallTimeout
+from peer.errors import CallStateError, CallTimeout
 from peer.protocol import candidate_to_json, description_to_json
 from peer.signaling import SignalingClient
 from signaling import Config
@@ -117,7 +117,8 @@ async def test_trickled_candidates_from_a_browser_like_caller(hub: RunningHub) -
             await client.candidate("trickle", candidate_to_json(c))
         await client.candidate("trickle", None)
 
-        async with side(hub.url, "answerer", "trickle") as answerer:
+        # resolution off: a test sends no multicast query onto the host's network
+        async with side(hub.url, "answerer", "trickle", resolve_mdns=False) as answerer:
             await answerer.call.start()  # the join ack carries the offer and the candidates
             task = asyncio.create_task(answerer.call.run(connect_timeout=30))
             answer = await asyncio.wait_for(client.events.get(), 20)
@@ -185,3 +186,13 @@ async def test_peer_left_ends_the_call_cleanly(hub: RunningHub) -> None:
         assert answerer.call.phases == FULL
         with contextlib.suppress(asyncio.CancelledError):
             await caller_run
+
+
+async def test_phase_changes_are_guarded(hub: RunningHub) -> None:
+    async with side(hub.url, "caller", "guard", video="none") as caller:
+        await caller.call.hangup("done")
+        assert caller.call.phases == [Phase.WAITING, Phase.ENDED]
+        with pytest.raises(CallStateError, match="ended -> connecting"):
+            caller.call._set_phase(Phase.CONNECTING)
+        with pytest.raises(CallStateError, match="renegotiate"):
+            await caller.call.renegotiate()

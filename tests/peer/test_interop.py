@@ -61,6 +61,17 @@ async def frames_both_ways(
         await wait_until(lambda: answerer.stats.frames_received >= 10, WAIT)
 
 
+async def chat_both_ways(caller: Foreign, answerer: Call) -> None:
+    await asyncio.wait_for(caller.chat_open.wait(), WAIT)
+    await asyncio.wait_for(answerer.chat_open.wait(), WAIT)
+    caller.send_chat("from the caller")
+    await wait_until(lambda: len(answerer.chat_received) == 1)
+    assert answerer.chat_received[0]["text"] == "from the caller"
+    assert answerer.send_chat("from the answerer")
+    await wait_until(lambda: len(caller.chat_got) == 1)
+    assert caller.chat_got[0]["text"] == "from the answerer"
+
+
 async def hang_up(caller: Foreign, task: asyncio.Task[str]) -> None:
     await caller.hangup()
     assert await asyncio.wait_for(task, 15) == "hangup"
@@ -84,13 +95,35 @@ async def test_mdns_only_caller_connects_through_its_checks(
         trickle = [*mdns_candidates(caller.mid), marker]
         if first == "caller":
             await caller.offer(trickle=trickle)
-        async with answering(hub, room) as (me, task):
+        async with answering(hub, room, resolve_mdns=False) as (me, task):
             if first == "answerer":
                 await caller.offer(trickle=trickle)
             await caller.take_answer()
             await frames_both_ways(caller, me.call, task)
             assert me.call.remote_ice.mdns_names == list(MDNS_NAMES)
             await wait_until(lambda: me.call.remote_ice.ends_applied == 1)
+            await hang_up(caller, task)
+
+
+@pytest.mark.slow
+async def test_end_of_candidates_of_another_generation_is_ignored(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An empty-string candidate names its m-section and ufrag; a stale ufrag ends nothing."""
+    caplog.set_level(logging.INFO, logger="peer")
+    room = "stale-end"
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.prepare()
+        stale = {"candidate": "", "sdpMid": caller.mid, "usernameFragment": "stale"}
+        unknown = {"candidate": "", "sdpMid": "nope"}
+        await caller.offer(trickle=[*mdns_candidates(caller.mid), stale, unknown])
+        async with answering(hub, room, resolve_mdns=False) as (me, task):
+            await caller.take_answer()
+            await frames_both_ways(caller, me.call, task)
+            said = [r.getMessage() for r in caplog.records]
+            assert any("of ICE generation 'stale', not the current" in m for m in said), said
+            assert any("for mid 'nope': no such m-section; ignored" in m for m in said), said
+            assert me.call.remote_ice.ends_applied == 0
             await hang_up(caller, task)
 
 
@@ -183,12 +216,7 @@ async def test_m_section_without_usable_codec_is_rejected(
             assert all(s.port != 0 for s in answer.sections[1:])
             assert "cam" not in answer.bundle
             await frames_both_ways(caller, me.call, task, kind=other)
-            await asyncio.wait_for(caller.chat_open.wait(), WAIT)
-            await asyncio.wait_for(me.call.chat_open.wait(), WAIT)
-            caller.send_chat("from the camera")
-            await wait_until(lambda: len(me.call.chat_received) == 1)
-            assert me.call.send_chat("back")
-            await wait_until(lambda: len(caller.chat_got) == 1)
+            await chat_both_ways(caller, me.call)
             assert me.call.rejected == ["m-section 0 (" + kind + ", mid 'cam')"]
             lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
             assert len(lines) == 1, lines
@@ -197,6 +225,23 @@ async def test_m_section_without_usable_codec_is_rejected(
                 assert "supports VP8, H264 (profile-level-id=42001f)" in lines[0]
             else:
                 assert "offered AMR-WB/16000" in lines[0] and "opus/48000" in lines[0]
+            await hang_up(caller, task)
+
+
+@pytest.mark.slow
+async def test_candidates_of_a_rejected_bundle_tag_reach_the_bundle(hub: RunningHub) -> None:
+    """Candidates trickled for the rejected first m-section belong to the BUNDLE transport."""
+    room = "codec-trickle"
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.prepare()
+        tagged = [{**c, "sdpMid": "cam", "sdpMLineIndex": 0} for c in caller.real_candidates()]
+        end = {"candidate": "", "sdpMid": "cam"}
+        await caller.offer(inject_first(H264_MAIN, "cam"), trickle=[*tagged, end])
+        async with answering(hub, room) as (me, task):
+            await caller.take_answer(drop_first)
+            await frames_both_ways(caller, me.call, task)
+            assert me.call.remote_ice.signalled == len(tagged)
+            await wait_until(lambda: me.call.remote_ice.ends_applied == 1)
             await hang_up(caller, task)
 
 
@@ -235,12 +280,7 @@ async def test_offer_with_fewer_kinds_than_our_sources(
             ]
             if "data" in offered:
                 await connected(me.call, task)
-                await asyncio.wait_for(caller.chat_open.wait(), WAIT)
-                await asyncio.wait_for(me.call.chat_open.wait(), WAIT)
-                caller.send_chat("data only")
-                await wait_until(lambda: len(me.call.chat_received) == 1)
-                assert me.call.send_chat("still here")
-                await wait_until(lambda: len(caller.chat_got) == 1)
+                await chat_both_ways(caller, me.call)
             else:
                 await frames_both_ways(caller, me.call, task, kind=next(iter(offered)))
             assert me.call.not_sent == not_sent
@@ -342,7 +382,7 @@ async def test_unreachable_mdns_caller_times_out_with_the_reason(hub: RunningHub
     async with foreign_caller(hub.url, room, data=True) as caller:
         await caller.prepare()
         await caller.offer(trickle=[*mdns_candidates(caller.mid), None])
-        async with side(hub.url, "answerer", room, video="none") as me:
+        async with side(hub.url, "answerer", room, video="none", resolve_mdns=False) as me:
             await me.call.start()
             with pytest.raises(CallTimeout) as info:
                 await me.call.run(connect_timeout=3)
