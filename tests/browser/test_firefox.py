@@ -88,7 +88,8 @@ async def test_firefox_and_chromium_call(
     for page in pages.values():
         await wait_audio_in(page)
     await chat_both_ways(pages[caller], names[caller], pages[answerer], names[answerer])
-    await pages[answerer].evaluate("window.p2pcall.hangup()")
+    # the answerer hangs up from the keyboard (Enter on the focused button)
+    await pages[answerer].press("#hangup", "Enter")
     for page in pages.values():
         assert await wait_state(page, "ended") == "ended"
 
