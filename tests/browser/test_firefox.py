@@ -48,6 +48,18 @@ async def chat_both_ways(a: CallPage, a_name: str, b: CallPage, b_name: str) -> 
     assert (await wait_chat(a, f"hello from {b_name}"))["from"] == b_name
 
 
+# the address of every host candidate in the page's local description
+HOST_ADDRESSES = r"""() => window.p2pcall.call.pc.localDescription.sdp.split("\r\n")
+  .filter(l => l.startsWith("a=candidate:") && l.includes(" typ host"))
+  .map(l => l.split(" ")[4])"""
+
+
+async def assert_mdns_hosts(page: CallPage) -> None:
+    """Firefox hid its host addresses behind mDNS names, as it does by default."""
+    hosts = await page.evaluate(HOST_ADDRESSES)
+    assert hosts and all(h.endswith(".local") for h in hosts), hosts
+
+
 async def assert_video_in(page: CallPage) -> None:
     """Frames shown on ``#remote`` and decoded at a frame rate, per the page's stats."""
     assert await wait_frames(page, 30) >= 30
@@ -76,6 +88,7 @@ async def test_firefox_and_chromium_call(
             await wait_state(pages[browser], "waiting")
     for page in pages.values():
         assert await wait_state(page, "connected", "failed") == "connected", await call_info(page)
+    await assert_mdns_hosts(pages["firefox"])
     for page in pages.values():
         await assert_video_in(page)
     waited = ["idle", "connecting", "waiting", "connecting", "connected"]
@@ -114,6 +127,7 @@ async def test_firefox_and_python_peer_call(
         await wait_state(page, "waiting")
         peer = await start_peer(room, other(firefox_role), *flags, chat=True)
     assert await wait_state(page, "connected", "failed") == "connected", await call_info(page)
+    await assert_mdns_hosts(page)
     await wait_chat_open(page)
     await peer.say("hello from python")
     assert (await wait_chat(page, "hello from python"))["from"] == "Pyra"
