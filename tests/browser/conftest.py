@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -220,6 +221,8 @@ async def open_call_page(
 
 PEER_EXIT_TIMEOUT = 40.0
 LINE_TIMEOUT = 20.0
+# the peer's status line once frames arrive: "connected | 29.8 fps | 512 kbps"
+RECEIVING = re.compile(r"^connected \| \d+(\.\d+)? fps.*$", re.MULTILINE)
 
 
 class Peer:
@@ -245,6 +248,21 @@ class Peer:
 
     def log(self) -> str:
         return self.log_path.read_text()[-2000:] if self.log_path.exists() else ""
+
+    async def wait_receiving(self) -> str:
+        """Wait until the peer's status line shows a received frame rate; return that line.
+
+        In a pipe the peer writes its status on each phase change and every 5 s
+        (``docs/peer.md``), so this reads its log with a bound, not a guessed sleep."""
+        deadline = asyncio.get_running_loop().time() + LINE_TIMEOUT + 10
+        while asyncio.get_running_loop().time() < deadline:
+            text = self.log_path.read_text() if self.log_path.exists() else ""
+            if m := RECEIVING.search(text):
+                return m.group(0)
+            if self.proc.returncode is not None:
+                break
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"python peer never showed a received frame rate: {self.log()}")
 
     async def say(self, line: str) -> None:
         assert self.proc.stdin is not None

@@ -31,9 +31,6 @@ pytestmark = [
     pytest.mark.timeout(90),
 ]
 
-# the Python peer hangs up this long after connecting: room for chat both ways and frames
-PEER_DURATION = "8"
-
 
 def other(role: str) -> str:
     return "answerer" if role == "caller" else "caller"
@@ -118,7 +115,7 @@ async def test_firefox_and_python_peer_call(
 ) -> None:
     room = f"ff-py-{firefox_role}-{first}"
     url = page_url(hub_process.url, room=room, role=firefox_role, auto="1", name="Fox")
-    flags = ("--name", "Pyra", "--duration", PEER_DURATION)
+    flags = ("--name", "Pyra")
     if first == "python":
         peer = await start_peer(room, other(firefox_role), *flags, chat=True)
         page = await open_call_page("firefox", url, "firefox")
@@ -134,10 +131,12 @@ async def test_firefox_and_python_peer_call(
     await send_chat(page, "hello from firefox")
     assert await peer.read_line() == "Fox: hello from firefox"
     await assert_video_in(page)
-    # the peer hangs up after --duration; both sides must see the call end cleanly
+    await peer.wait_receiving()
+    # Firefox hangs up (Enter on the focused button); the peer ends cleanly with its stats
+    await page.press("#hangup", "Enter")
     assert await wait_state(page, "ended") == "ended", await call_info(page)
     assert await peer.wait() == 0, peer.log()
     stats = peer.stats()
-    assert stats["frames_received"] >= 30, stats
+    assert stats["frames_received"] >= 10, stats
     assert stats["fps"] is not None and stats["fps"] > 0, stats
     assert stats["video"]["width"] > 0 and stats["video"]["codec"] == "VP8", stats
