@@ -221,7 +221,9 @@ async def open_call_page(
 
 PEER_EXIT_TIMEOUT = 40.0
 LINE_TIMEOUT = 20.0
-# the peer's status line once frames arrive: "connected | 29.8 fps | 512 kbps"
+STATUS_TIMEOUT = 30.0
+# the peer's status lines in its room, and once frames arrive ("connected | 29.8 fps | ...")
+WAITING = re.compile(r"^waiting for (caller|answerer)$", re.MULTILINE)
 RECEIVING = re.compile(r"^connected \| \d+(\.\d+)? fps.*$", re.MULTILINE)
 
 
@@ -249,20 +251,29 @@ class Peer:
     def log(self) -> str:
         return self.log_path.read_text()[-2000:] if self.log_path.exists() else ""
 
-    async def wait_receiving(self) -> str:
-        """Wait until the peer's status line shows a received frame rate; return that line.
+    async def wait_status(self, pattern: re.Pattern[str], what: str) -> str:
+        """Wait until the peer's status line matches ``pattern``; return that line.
 
         In a pipe the peer writes its status on each phase change and every 5 s
         (``docs/peer.md``), so this reads its log with a bound, not a guessed sleep."""
-        deadline = asyncio.get_running_loop().time() + LINE_TIMEOUT + 10
-        while asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STATUS_TIMEOUT
+        while loop.time() < deadline:
             text = self.log_path.read_text() if self.log_path.exists() else ""
-            if m := RECEIVING.search(text):
+            if m := pattern.search(text):
                 return m.group(0)
             if self.proc.returncode is not None:
                 break
             await asyncio.sleep(0.2)
-        raise AssertionError(f"python peer never showed a received frame rate: {self.log()}")
+        raise AssertionError(f"python peer never showed {what}: {self.log()}")
+
+    async def wait_waiting(self) -> str:
+        """The peer is in its room, waiting for the other party."""
+        return await self.wait_status(WAITING, "that it waits in its room")
+
+    async def wait_receiving(self) -> str:
+        """The peer's status shows a received frame rate."""
+        return await self.wait_status(RECEIVING, "a received frame rate")
 
     async def say(self, line: str) -> None:
         assert self.proc.stdin is not None

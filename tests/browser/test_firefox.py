@@ -118,12 +118,17 @@ async def test_firefox_and_python_peer_call(
     flags = ("--name", "Pyra")
     if first == "python":
         peer = await start_peer(room, other(firefox_role), *flags, chat=True)
+        await peer.wait_waiting()
         page = await open_call_page("firefox", url, "firefox")
     else:
         page = await open_call_page("firefox", url, "firefox")
         await wait_state(page, "waiting")
         peer = await start_peer(room, other(firefox_role), *flags, chat=True)
     assert await wait_state(page, "connected", "failed") == "connected", await call_info(page)
+    # whoever came second went straight to connecting
+    waited = ["waiting", "connecting"] if first == "firefox" else []
+    history = ["idle", "connecting", *waited, "connected"]
+    assert await page.evaluate("window.p2pcall.history") == history
     await assert_mdns_hosts(page)
     await wait_chat_open(page)
     await peer.say("hello from python")

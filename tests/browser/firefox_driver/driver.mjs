@@ -19,17 +19,15 @@ import puppeteer from "puppeteer-core";
 
 const FIREFOX = process.env.FIREFOX || "/usr/bin/firefox-esr";
 
-// Fake camera and microphone, granted without a prompt; media may play without a click (the
-// Chromium side gets the same with --autoplay-policy). ICE keeps Firefox's defaults: host
-// addresses hidden behind mDNS names, no loopback candidates.
+// Fake camera and microphone, granted without a prompt. Everything else is Firefox's default:
+// autoplay (allowed for a page that captures camera or microphone), and ICE, with host
+// addresses hidden behind mDNS names and no loopback candidates.
 const PREFS = {
   "media.navigator.streams.fake": true,
   "media.navigator.permission.disabled": true,
-  "media.autoplay.default": 0,
-  "media.autoplay.blocking_policy": 0,
 };
 
-let browser = null;
+let launching = null; // the one Firefox, as a promise: concurrent opens share its launch
 const pages = new Map();
 let nextPage = 1;
 
@@ -37,18 +35,16 @@ function send(message) {
   process.stdout.write(JSON.stringify(message) + "\n");
 }
 
-async function getBrowser() {
-  if (browser === null) {
-    browser = await puppeteer.launch({
-      browser: "firefox",
-      executablePath: FIREFOX,
-      headless: true,
-      extraPrefsFirefox: PREFS,
-      protocolTimeout: 60_000,
-      timeout: 90_000,
-    });
-  }
-  return browser;
+function getBrowser() {
+  launching ??= puppeteer.launch({
+    browser: "firefox",
+    executablePath: FIREFOX,
+    headless: true,
+    extraPrefsFirefox: PREFS,
+    protocolTimeout: 60_000,
+    timeout: 90_000,
+  });
+  return launching;
 }
 
 // Playwright's evaluate rule, inside the page: a function is called with arg.
@@ -135,6 +131,6 @@ lines.on("line", (line) => {
   if (line.trim()) handle(line);
 });
 lines.on("close", async () => {
-  if (browser !== null) await browser.close().catch(() => {});
+  if (launching !== null) await launching.then((b) => b.close()).catch(() => {});
   process.exit(0);
 });
