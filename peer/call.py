@@ -62,6 +62,7 @@ from .events import (
     HubLost,
     OfferArrived,
     RemoteHangup,
+    describe,
     from_hub,
 )
 from .media import Sources, wall_ms
@@ -228,7 +229,9 @@ class Call:
         if phase == self.phase:
             return
         if phase not in NEXT_PHASES[self.phase]:
-            raise CallStateError(f"room={self.room}: a call cannot go {self.phase} -> {phase}")
+            raise CallStateError(
+                f"the call in room {self.room!r} cannot go {self.phase} -> {phase}"
+            )
         log.info("room=%s phase %s -> %s", self.room, self.phase, phase)
         self.phase = phase
         self.phases.append(phase)
@@ -326,7 +329,9 @@ class Call:
     async def start(self) -> None:
         """Make the first signaling move for the role: offer (caller) or join (answerer)."""
         if self.phase != Phase.WAITING or self.pc.signalingState != "stable":
-            raise CallStateError(f"room={self.room}: start() in phase {self.phase}")
+            raise CallStateError(
+                f"start() is for a new call; the call in room {self.room!r} is {self.phase}"
+            )
         pc = self.pc
         if self.options.role == "caller":
             video, audio = self.sources.video, self.sources.audio
@@ -365,7 +370,7 @@ class Call:
             await self.pc.setRemoteDescription(RTCSessionDescription(plan.aiortc_offer, "offer"))
         except Exception as exc:  # aiortc raises OperationError/ValueError with its own words
             raise NegotiationFailed(
-                f"room={self.room}: could not apply the caller's offer "
+                f"could not apply the caller's offer in room {self.room!r} "
                 f"({', '.join(s.describe() for s in plan.kept)}): {exc}"
             ) from None
         self._add_sources(plan)
@@ -373,7 +378,7 @@ class Call:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:
             raise NegotiationFailed(
-                f"room={self.room}: could not answer the offer: {exc}"
+                f"could not answer the offer in room {self.room!r}: {exc}"
             ) from None
         answer = sdp.with_rejected(
             self.pc.localDescription.sdp, offer, [r.section for r in plan.rejected]
@@ -421,7 +426,7 @@ class Call:
             await self.pc.setRemoteDescription(RTCSessionDescription(aiortc_answer, "answer"))
         except Exception as exc:
             raise NegotiationFailed(
-                f"room={self.room}: could not apply the answerer's answer: {exc}"
+                f"could not apply the answerer's answer in room {self.room!r}: {exc}"
             ) from None
         self.negotiations += 1
         self.stats.codec = video_codec(aiortc_answer)
@@ -445,8 +450,8 @@ class Call:
         """Caller only: send a fresh offer (the answerer answers it in :meth:`run`)."""
         if self.options.role != "caller" or self.phase == Phase.ENDED:
             raise CallStateError(
-                f"room={self.room}: renegotiate() is for a caller whose call is on, "
-                f"not the {self.options.role} in phase {self.phase}"
+                f"renegotiate() is for a caller whose call is on; in room {self.room!r} "
+                f"this is the {self.options.role}, in phase {self.phase}"
             )
         await self._send_offer()
 
@@ -535,8 +540,8 @@ class Call:
             raise
         except Exception as exc:  # an aiortc failure on the media path: name the step
             raise MediaError(
-                f"room={self.room}: media set-up failed while handling "
-                f"{type(event).__name__} in phase {self.phase}: {exc}"
+                f"media set-up failed in room {self.room!r} while handling "
+                f"{describe(event)} in phase {self.phase}: {exc}"
             ) from exc
 
     async def _apply(self, event: CallEvent) -> str | None:

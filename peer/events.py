@@ -69,6 +69,25 @@ CallEvent = (
 )
 
 
+def describe(event: CallEvent) -> str:
+    """How an error message names the event it was handling."""
+    match event:
+        case OfferArrived():
+            return "the caller's offer"
+        case AnswerArrived():
+            return "the answerer's answer"
+        case CandidateArrived():
+            return "a remote ICE candidate"
+        case RemoteHangup(reason):
+            return f"the other side's hang-up ({reason})"
+        case ConnectionChanged(state):
+            return f"the connection state {state!r}"
+        case HangupRequested(reason):
+            return f"a local hang-up ({reason})"
+        case HubLost():
+            return "the loss of the hub"
+
+
 def from_hub(item: Pushed, room: str) -> CallEvent | None:
     """The call event for one pushed hub event; ``None`` for another room's or unknown."""
     payload = item.payload

@@ -7,7 +7,7 @@ Browsers send ``RTCIceCandidateInit`` objects whose ``candidate`` string starts
 with ``candidate:``. ``null`` means end-of-candidates for the whole generation; an
 empty string means end-of-candidates for the m-section (``sdpMid`` /
 ``sdpMLineIndex``) and ICE generation (``usernameFragment``) it names (W3C
-webrtc-pc, ``addIceCandidate`` step 4; RFC 8838 section 13). aiortc wants
+webrtc-pc, ``addIceCandidate``; RFC 8838). aiortc wants
 :class:`~aiortc.RTCIceCandidate` values without the prefix. mDNS host candidates
 (``<uuid>.local``) are passed on: aioice resolves them by multicast DNS, and a name
 it cannot resolve only costs that one candidate.

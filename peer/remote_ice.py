@@ -116,7 +116,7 @@ class RemoteIce:
 
     def _section_transport(self, section: sdp.Section) -> RTCIceTransport | None:
         """The transport of ``section``; for a rejected m-section of the BUNDLE group, the
-        group's transport, which its candidates were gathered for (RFC 8843 section 7.3)."""
+        group's transport, which its candidates were gathered for (RFC 8843)."""
         transport = self._transport_for_mid(section.mid)
         if transport is not None or self.description is None:
             return transport
