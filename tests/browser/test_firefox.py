@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.conftest import OpenCallPage, StartPeer
+from tests.browser.firefox import Firefox, FirefoxError, FirefoxPage
 from tests.browser.pages import (
     CallPage,
     call_info,
@@ -145,3 +146,28 @@ async def test_firefox_and_python_peer_call(
     assert stats["frames_received"] >= 10, stats
     assert stats["fps"] is not None and stats["fps"] > 0, stats
     assert stats["video"]["width"] > 0 and stats["video"]["codec"] == "VP8", stats
+
+
+async def test_firefox_driver_reports_errors(hub_process: HubProcess, firefox: Firefox) -> None:
+    """What the Firefox tests rely on: a refused request raises with the page's message, an
+    uncaught page error reaches the console log (where the page keeper looks for crashes),
+    and a wait that times out says so."""
+    page = await firefox.open(page_url(hub_process.url))
+    try:
+        with pytest.raises(FirefoxError, match="nope from the page"):
+            await page.evaluate("() => { throw new Error('nope from the page') }")
+        await page.evaluate("() => { setTimeout(() => { throw new Error('uncaught one') }) }")
+        await wait_until_logged(page, "uncaught one")
+        with pytest.raises(FirefoxError, match="500"):
+            await page.wait_for_function("false", timeout=500)
+    finally:
+        await page.close()
+
+
+async def wait_until_logged(page: FirefoxPage, text: str) -> None:
+    """Console lines arrive as events after the request that caused them: bounded wait."""
+    for _ in range(50):
+        if any(line.startswith("pageerror:") and text in line for line in page.console):
+            return
+        await page.wait_for_function("() => true", timeout=1_000)  # one round trip
+    raise AssertionError(f"no pageerror with {text!r} in {page.console}")
