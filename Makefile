@@ -12,6 +12,13 @@ STAMP := $(VENV)/.installed
 
 FIREFOX_DRIVER := tests/browser/firefox_driver
 
+# GStreamer's webrtcbin, driven by the system python3 (tests/peer/test_webrtcbin.py)
+GST_PACKAGES := python3 python3-gi gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-good gstreamer1.0-nice
+GST_PROBE := import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstWebRTC', '1.0'); \
+	from gi.repository import Gst; Gst.init(None); \
+	assert all(Gst.ElementFactory.find(e) for e in ('webrtcbin', 'vp8enc', 'nicesrc'))
+
 setup: $(STAMP) static/node_modules/.package-lock.json $(FIREFOX_DRIVER)/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
@@ -31,8 +38,9 @@ $(FIREFOX_DRIVER)/node_modules/.package-lock.json: $(FIREFOX_DRIVER)/package.jso
 run: setup
 	$(PY) -m signaling --host $(HOST) --port $(PORT)
 
-# Installs the Debian packages the tests drive (browsers, X server, coturn, OpenCV's libGL)
-# when they are missing and we are root; otherwise the tests say what to install.
+# Installs the Debian packages the tests drive (browsers, X server, coturn, OpenCV's libGL,
+# GStreamer's webrtcbin for the system python3) when they are missing and we are root;
+# otherwise the tests say what to install.
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
@@ -40,12 +48,15 @@ sysdeps:
 	command -v Xvfb >/dev/null || missing="$$missing xvfb xauth"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	ldconfig -p | grep -q libGL.so.1 || missing="$$missing libgl1 libglib2.0-0"; \
-	if [ -n "$$missing" ]; then \
+	gst=""; /usr/bin/python3 -c "$(GST_PROBE)" 2>/dev/null || gst="$(GST_PACKAGES)"; \
+	if [ -n "$$missing$$gst" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    echo "installing:$$missing $$gst"; \
+	    apt-get update -qq; \
+	    if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing >/dev/null; fi; \
+	    if [ -n "$$gst" ]; then DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$gst >/dev/null; fi; \
 	  else \
-	    echo "missing system packages:$$missing (run: sudo apt-get install$$missing)"; \
+	    echo "missing system packages:$$missing $$gst (run: sudo apt-get install$$missing $$gst)"; \
 	  fi; \
 	fi
 

@@ -120,9 +120,25 @@ def usable_codecs(
     return [
         c
         for c in offered
-        if any(
-            c.mimeType.lower() == mine.mimeType.lower() and c.clockRate == mine.clockRate
-            for mine in local
-        )
-        and c.mimeType.lower() != f"{kind}/rtx"
+        if c.mimeType.lower() != f"{kind}/rtx"
+        and any(_compatible(mine.mimeType, mine.clockRate, mine.parameters, c) for mine in local)
     ]
+
+
+def _compatible(
+    mime: str, rate: int, parameters: dict[str, Any], offered: RTCRtpCodecParameters
+) -> bool:
+    """MIME type and clock rate; for H.264 also profile_idc and packetization mode (RFC 6184)."""
+    if mime.lower() != offered.mimeType.lower() or rate != offered.clockRate:
+        return False
+    if mime.lower() != "video/h264":
+        return True
+
+    def mode(p: dict[str, Any]) -> str:
+        return str(p.get("packetization-mode", "0"))
+
+    def profile_idc(p: dict[str, Any]) -> str:
+        return str(p.get("profile-level-id", "42"))[:2].lower()
+
+    theirs = offered.parameters
+    return mode(parameters) == mode(theirs) and profile_idc(parameters) == profile_idc(theirs)

@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from peer import aiortc_seam, sdp
 from peer.call import Call
 from peer.errors import CallTimeout, DtlsFailed
+from peer.signaling import SignalingClient
 from tests.conftest import RunningHub
 
 from .cli_run import finish, run_cli, start_cli
@@ -48,7 +50,7 @@ async def connected(answerer: Call, task: asyncio.Task[str]) -> None:
     await asyncio.wait({waiter, task}, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
     if task.done():
-        raise AssertionError(f"the answerer ended: {task.result()!r}")
+        raise AssertionError(f"the call ended: {task.result()!r}")
     assert answerer.connected.is_set(), "the answerer did not connect"
 
 
@@ -447,3 +449,38 @@ async def test_cli_offer_with_nothing_usable_is_named(hub: RunningHub) -> None:
     assert line.startswith(f"p2pcall-peer: nothing in the offer in room {room!r} can be answered")
     assert "m-section 0 (video, mid 'cam'): no video codec in common" in line
     assert "offered H264 (profile-level-id=4d001f)" in line
+
+
+# -- the Python peer as caller, answered by a stack that hides its addresses ---------------
+
+
+@pytest.mark.slow
+async def test_caller_reaches_an_mdns_only_answerer(hub: RunningHub) -> None:
+    """Firefox answering: no candidates in the answer, then only ``.local`` names and null."""
+    room = "mdns-answerer"
+    client = SignalingClient(hub.url, name="foreign", timeout=10)
+    await client.connect()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        async with side(hub.url, "caller", room, resolve_mdns=False) as caller:
+            await caller.call.start()
+            join = await client.join(room)
+            await pc.setRemoteDescription(RTCSessionDescription(join["offer"]["sdp"], "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            answer = sdp.split(pc.localDescription.sdp)
+            for s in answer.sections:
+                s.candidates.clear()
+                s.end_of_candidates = False
+            await client.answer(room, {"type": "answer", "sdp": sdp.join(answer, answer.sections)})
+            mid = answer.sections[0].mid
+            assert mid is not None
+            for candidate in [*mdns_candidates(mid), None]:
+                await client.candidate(room, candidate)
+            run = asyncio.create_task(caller.call.run(connect_timeout=WAIT))
+            await connected(caller.call, run)
+            await wait_until(lambda: caller.call.remote_ice.ends_applied == 1)
+            await client.hangup(room)
+            assert await asyncio.wait_for(run, 15) == "hangup"
+    finally:
+        await pc.close()
+        await client.close()

@@ -55,7 +55,12 @@ def test_split_takes_candidates_and_end_of_candidates_out() -> None:
     assert d.section_for("zz", 0) is None
 
 
-def test_plan_rejects_h264_main_and_orders_by_preference() -> None:
+@pytest.mark.parametrize("hooks", [True, False])
+def test_plan_rejects_h264_main_and_orders_by_preference(
+    hooks: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiortc's own codec matching and the public-API fallback decide the same."""
+    monkeypatch.setattr(aiortc_seam, "_checked", hooks)
     plan = plan_answer(sdp.split(OFFER), "r", codec="h264")
     assert [r.section.mid for r in plan.rejected] == ["cam"]
     assert "offered H264 (profile-level-id=4d001f)" in plan.rejected[0].reason
