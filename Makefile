@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup run test lint sysdeps bench clean
 
+FIREFOX_DRIVER := tests/browser/firefox_driver
+
 # GStreamer's webrtcbin, driven by the system python3 (tests/peer/test_webrtcbin.py)
 GST_PACKAGES := python3 python3-gi gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-good gstreamer1.0-nice
@@ -17,7 +19,7 @@ GST_PROBE := import gi; gi.require_version('Gst', '1.0'); gi.require_version('Gs
 	from gi.repository import Gst; Gst.init(None); \
 	assert all(Gst.ElementFactory.find(e) for e in ('webrtcbin', 'vp8enc', 'nicesrc'))
 
-setup: $(STAMP) static/node_modules/.package-lock.json
+setup: $(STAMP) static/node_modules/.package-lock.json $(FIREFOX_DRIVER)/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,15 +30,21 @@ $(STAMP): pyproject.toml
 static/node_modules/.package-lock.json: static/package.json static/package-lock.json
 	npm ci --prefix static --no-audit --no-fund --loglevel=error
 
+# puppeteer-core drives the installed firefox-esr; it downloads no browser, and no install
+# script runs at all
+$(FIREFOX_DRIVER)/node_modules/.package-lock.json: $(FIREFOX_DRIVER)/package.json $(FIREFOX_DRIVER)/package-lock.json
+	npm ci --prefix $(FIREFOX_DRIVER) --ignore-scripts --no-audit --no-fund --loglevel=error
+
 run: setup
 	$(PY) -m signaling --host $(HOST) --port $(PORT)
 
-# Installs the Debian packages the tests drive (browser, X server, coturn, OpenCV's libGL,
+# Installs the Debian packages the tests drive (browsers, X server, coturn, OpenCV's libGL,
 # ip and iptables for the network-namespace tests, GStreamer's webrtcbin for the system
 # python3) when they are missing and we are root; otherwise the tests say what to install.
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v firefox-esr >/dev/null || missing="$$missing firefox-esr"; \
 	command -v Xvfb >/dev/null || missing="$$missing xvfb xauth"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
@@ -66,4 +74,4 @@ bench: setup sysdeps
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) static/node_modules bench/peerjs test-artifacts
+	rm -rf $(VENV) static/node_modules $(FIREFOX_DRIVER)/node_modules bench/peerjs test-artifacts
