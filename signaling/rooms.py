@@ -84,14 +84,19 @@ class Rooms:
         self._membership[sid] = set()
         self._names[sid] = name
 
-    def disconnect(self, sid: str) -> list[Send]:
-        """The socket is gone: every room it was in ends with ``peer_left``."""
+    def disconnect(self, sid: str, reason: HangupReason = HangupReason.PEER_LEFT) -> list[Send]:
+        """The party is gone: every room it was in ends, the others hear ``reason``."""
         sends: list[Send] = []
         for name in sorted(self._membership.get(sid, ())):
-            sends.extend(self._close(self._rooms[name], sid, HangupReason.PEER_LEFT))
+            sends.extend(self._close(self._rooms[name], sid, reason))
         self._membership.pop(sid, None)
         self._names.pop(sid, None)
         return sends
+
+    def end(self, room_name: str, leaver: str | None, reason: HangupReason) -> list[Send]:
+        """End one room now; every party but ``leaver`` hears ``reason``."""
+        room = self._rooms.get(room_name)
+        return [] if room is None else self._close(room, leaver, reason)
 
     # -- requests ----------------------------------------------------------
 

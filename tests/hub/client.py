@@ -8,11 +8,15 @@ from typing import Any
 import socketio
 
 HUB_EVENTS = ("offer", "answer", "candidate", "hangup", "rooms")
+ROOM_EVENTS = frozenset({"offer", "answer", "candidate", "hangup", "peer_away", "peer_back"})
 TIMEOUT = 10.0
 
 
 class Party:
+    """One client. Room events must carry ``seq`` 1, 2, 3...; :meth:`next` checks and strips it."""
+
     def __init__(self) -> None:
+        self.last_seq = 0
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.welcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -35,10 +39,20 @@ class Party:
         return await self.sio.call(event, *args, timeout=TIMEOUT)
 
     async def next(self, event: str | None = None) -> Any:
+        """The next event's payload, without its ``seq`` (checked to follow the last one)."""
+        name, data = await self.next_event(event)
+        if name in ROOM_EVENTS:
+            data = {k: v for k, v in data.items() if k != "seq"}
+        return data
+
+    async def next_event(self, event: str | None = None) -> tuple[str, Any]:
         name, data = await asyncio.wait_for(self.events.get(), TIMEOUT)
         if event is not None:
             assert name == event, f"expected {event!r}, got {name!r} {data!r}"
-        return data
+        if name in ROOM_EVENTS:
+            assert data.get("seq") == self.last_seq + 1, (self.last_seq, name, data)
+            self.last_seq = data["seq"]
+        return name, data
 
     async def nothing_more(self, settle: float = 0.3) -> None:
         """Assert no further event arrives: after a round trip, and a short settle time."""

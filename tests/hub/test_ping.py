@@ -79,4 +79,4 @@ async def test_a_client_that_stops_answering_pings_is_closed(hub: RunningHub) ->
                 msg = await ws.receive()
                 if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
                     break
-    assert hub.hub.rooms.socket_count == 0
+    assert hub.hub.sessions.socket_count == 0
