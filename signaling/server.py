@@ -217,7 +217,7 @@ class Hub:
                 )
             payload = require_object(args[0] if args else None, event)
             seq = parse_request_seq(payload, event)
-            if handler is self._bye:
+            if event == Event.BYE:
                 return self._bye(sid, payload).ack
             ack, emits = self.sessions.request(sid, seq, lambda s: handler(s.key, payload))
         except SignalingError as exc:

@@ -15,8 +15,8 @@ TIMEOUT = 10.0
 class Party:
     """One client. Room events must carry ``seq`` 1, 2, 3...; :meth:`next` checks and strips it."""
 
-    def __init__(self) -> None:
-        self.last_seq = 0
+    def __init__(self, last_seq: int = 0) -> None:
+        self.last_seq = last_seq
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.welcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -59,6 +59,15 @@ class Party:
         await self.call("rooms", {})
         await asyncio.sleep(settle)
         assert self.events.empty(), f"unexpected event {self.events.get_nowait()!r}"
+
+    @property
+    def session(self) -> str:
+        return str(self.welcome.result()["session"])
+
+    async def resume(self, url: str, last_seq: int | None = None, **auth: Any) -> Party:
+        """A new connection resuming this session from ``last_seq`` (default: all seen)."""
+        seen = self.last_seq if last_seq is None else last_seq
+        return await Party(seen).connect(url, session=self.session, lastSeq=seen, **auth)
 
     async def close(self) -> None:
         if self.sio.connected:
