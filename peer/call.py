@@ -37,7 +37,7 @@ from aiortc.sdp import SessionDescription
 
 from . import jitter
 from .config import CODECS, Role
-from .errors import CallTimeout, HubUnreachable, MediaError, PeerError
+from .errors import CallTimeout, HubUnreachable, MediaError, PeerError, SessionLost
 from .media import Sources, wall_ms
 from .protocol import (
     candidate_from_json,
@@ -52,6 +52,23 @@ log = logging.getLogger(__name__)
 
 CHAT_LABEL = "chat"
 STATS_INTERVAL = 1.0
+
+
+class SignalingState(StrEnum):
+    """The hub link as the call sees it; the media does not depend on it once connected."""
+
+    UP = "up"
+    RECONNECTING = "reconnecting"
+    RESUMED = "resumed"
+    LOST = "lost"  # the hub could not resume the session: no renegotiation any more
+
+
+SIGNALING_WORDS = {
+    SignalingState.UP: "",
+    SignalingState.RECONNECTING: "signaling reconnecting",
+    SignalingState.RESUMED: "signaling resumed",
+    SignalingState.LOST: "signaling lost, call goes on without the hub",
+}
 
 
 class Phase(StrEnum):
@@ -159,6 +176,9 @@ class Call:
         self.chat_received: list[dict[str, Any]] = []
         self.on_chat = on_chat
         self.negotiations = 0
+        self.signaling_state = SignalingState.UP
+        self.signaling_states: list[SignalingState] = [SignalingState.UP]
+        self.peer_away = False
         self.inbox = signaling.events
         self.pc: RTCPeerConnection | None = None
         self._pending: list[RTCIceCandidate | None] = []
@@ -176,6 +196,20 @@ class Call:
             log.info("room=%s phase %s -> %s", self.room, self.phase, phase)
             self.phase = phase
             self.phases.append(phase)
+
+    def _set_signaling(self, state: SignalingState) -> None:
+        if state != self.signaling_state:
+            log.info("room=%s signaling %s -> %s", self.room, self.signaling_state, state)
+            self.signaling_state = state
+            self.signaling_states.append(state)
+
+    @property
+    def notes(self) -> list[str]:
+        """Words for the status line about the hub link and the other side's link."""
+        notes = [SIGNALING_WORDS[self.signaling_state]] if self.signaling_state else []
+        if self.peer_away:
+            notes.append("other side reconnecting")
+        return [n for n in notes if n]
 
     def _spawn(self, coro: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
@@ -403,7 +437,7 @@ class Call:
     async def _handle(self, item: Pushed) -> str | None:
         """Apply one inbox item; return an end reason when the call is over."""
         payload = item.payload
-        if item.event in ("offer", "answer", "candidate", "hangup") and (
+        if item.event in ("offer", "answer", "candidate", "hangup", "peer_away", "peer_back") and (
             payload.get("room") != self.room
         ):
             return None
@@ -427,12 +461,38 @@ class Call:
             reason = str(payload.get("reason", "local"))
             await self.hangup(reason)
             return reason
+        elif item.event == "peer_away":
+            log.info("room=%s the other side's signaling dropped; waiting for it", self.room)
+            self.peer_away = True
+        elif item.event == "peer_back":
+            log.info("room=%s the other side's signaling is back", self.room)
+            self.peer_away = False
         elif item.event == "disconnect":
-            if not self.connected.is_set():
+            if payload.get("reconnecting"):
+                self._set_signaling(SignalingState.RECONNECTING)
+            elif not self.connected.is_set():
                 raise HubUnreachable(
                     f"lost the hub at {self.signaling.url} before the call connected"
                 )
-            log.warning("room=%s lost the hub; the call goes on without signaling", self.room)
+            else:
+                self._set_signaling(SignalingState.LOST)
+                log.warning("room=%s lost the hub; the call goes on without signaling", self.room)
+        elif item.event == "resumed":
+            self._set_signaling(SignalingState.RESUMED)
+        elif item.event == "session_lost":
+            if not self.connected.is_set():
+                raise SessionLost(
+                    f"the hub at {self.signaling.url} lost this call's session "
+                    f"({payload.get('reason')}) before the call connected",
+                    str(payload.get("reason")),
+                )
+            self._set_signaling(SignalingState.LOST)
+            log.warning(
+                "room=%s the hub could not resume the session (%s); the media is connected, "
+                "so the call goes on without the hub (no renegotiation)",
+                self.room,
+                payload.get("reason"),
+            )
         return None
 
     async def hangup(self, reason: str = "local") -> None:
