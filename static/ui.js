@@ -96,9 +96,11 @@ export function renderLobby(rooms, onAnswer, disabled) {
   $("lobby-empty").hidden = rooms.length > 0;
 }
 
-export function setLobbyOffline(offline) {
+export function setLobbyOffline(offline, reconnecting = false) {
   $("lobby-empty").textContent = offline
-    ? "Not connected to the hub."
+    ? reconnecting
+      ? "Reconnecting to the hub…"
+      : "Not connected to the hub."
     : "Nobody is waiting right now.";
 }
 

@@ -1,0 +1,111 @@
+"""The page through a signaling blip and a hub restart (contract v1.1 resume).
+
+Real faults: the page and the Python peer reach the hub through a TCP proxy
+(tests/faults.py) that cuts every connection and refuses new ones for 5 s; a hub
+subprocess killed and restarted on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser.conftest import OpenPage, PrivateHub
+from tests.browser.pages import call_info, page_url, wait_state
+from tests.conftest import ROOT
+from tests.faults import FaultProxy
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="session"),
+    pytest.mark.timeout(90),
+]
+
+CUT_SECONDS = 5.0
+
+
+async def _frames(page: object) -> int:
+    return int(await page.evaluate("window.p2pcall.remoteFrames"))  # type: ignore[attr-defined]
+
+
+async def test_page_and_python_peer_ride_out_a_5_s_signaling_cut(
+    private_hub: PrivateHub, open_page: OpenPage, artifacts_dir: Path
+) -> None:
+    hub = private_hub()
+    proxy = await FaultProxy.to_url(hub.url)
+    log_path = artifacts_dir / "peer-answerer.stderr.txt"
+    try:
+        with log_path.open("wb") as log:
+            peer = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "peer",
+                *("--server", proxy.url, "--room", "blip", "--role", "answerer"),
+                *("--video", "testsrc", "--timeout", "60"),
+                cwd=ROOT,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
+        try:
+            page = await open_page(
+                page_url(proxy.url, room="blip", role="caller", auto="1"), "browser"
+            )
+            assert await wait_state(page, "connected", "failed") == "connected", await call_info(
+                page
+            )
+            await page.wait_for_function("window.p2pcall.remoteFrames >= 30", timeout=30_000)
+            proxy.refuse(True)
+            proxy.cut()
+            assert await wait_state(page, "reconnecting") == "reconnecting"
+            before = await _frames(page)
+            await asyncio.sleep(CUT_SECONDS)  # the outage itself, not a wait for an event
+            during = await _frames(page) - before
+            assert during >= 20, f"frames stopped while signaling was down: {during}"
+            proxy.refuse(False)
+            assert await wait_state(page, "connected", "failed") == "connected", await call_info(
+                page
+            )
+            await page.wait_for_function("window.p2pcall.call.signaling.resumes >= 1")
+            await page.wait_for_function("!window.p2pcall.peerAway", timeout=20_000)
+            history = await page.evaluate("window.p2pcall.history")
+            assert history[-3:] == ["connected", "reconnecting", "connected"], history
+            assert "ended" not in history and "failed" not in history
+            await page.get_by_role("button", name="Hang up").click()
+            assert await asyncio.wait_for(peer.wait(), 40) == 0, log_path.read_text()[-2000:]
+        finally:
+            if peer.returncode is None:
+                peer.kill()
+                await peer.wait()
+        text = log_path.read_text()
+        assert "signaling reconnecting" in text and "signaling resumed" in text, text[-2000:]
+    finally:
+        await proxy.close()
+
+
+async def test_lobby_comes_back_by_itself_after_a_hub_restart(
+    private_hub: PrivateHub, open_page: OpenPage
+) -> None:
+    hub = private_hub()
+    port = hub.url.rsplit(":", 1)[1]
+    visitor = await open_page(page_url(hub.url), "visitor")
+    empty = visitor.locator("#lobby-empty")
+    await visitor.wait_for_function("window.p2pcall.lobbyWatched === 1")
+    hub.process.send_signal(signal.SIGKILL)
+    hub.process.wait(10)
+    await expect(empty).to_have_text("Reconnecting to the hub…")
+    second = private_hub("--port", port)
+    try:
+        await expect(empty).to_have_text("Nobody is waiting right now.", timeout=20_000)
+        await visitor.wait_for_function("window.p2pcall.lobbyWatched === 2")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nhub log:\n{''.join(second.log)[-3000:]}") from None
+    # and it is live: a caller arriving now shows up without a reload
+    caller = await open_page(page_url(hub.url, room="after", role="caller", auto="1"), "caller")
+    await wait_state(caller, "waiting")
+    await expect(visitor.locator("#lobby li[data-room='after']")).to_be_visible()
