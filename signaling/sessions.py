@@ -38,6 +38,8 @@ ACK_MEMORY = 64  # acks kept per session for retried requests (contract: at leas
 TOKEN_BYTES = 18  # 144 random bits (contract: at least 128)
 ENDED_MEMORY = 10_000  # ended sessions remembered, to answer "expired" rather than "unknown"
 RESERVE_EVENTS = 8  # log room per room beyond its candidates: offer, answer, away/back, hangup
+LOG_BYTES = 2 * 1024 * 1024  # rough cap on a replay log's SDP and candidate text
+EVENT_OVERHEAD = 64  # bytes counted per logged event besides its SDP or candidate text
 
 
 class ResumeError(StrEnum):
@@ -67,6 +69,7 @@ class Session:
     socket: str | None = None
     seq: int = 0
     log: deque[tuple[int, str, Payload]] = field(default_factory=deque)
+    log_bytes: int = 0
     last_request: int = 0
     acks: OrderedDict[int, Payload] = field(default_factory=OrderedDict)
     away_since: float | None = None
@@ -105,6 +108,7 @@ class Sessions:
         self._by_key: dict[str, Session] = {}
         self._by_socket: dict[str, Session] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()  # keys of sessions that ended
+        self._away: dict[str, Session] = {}  # key -> session, oldest away first
         limits = rooms.limits
         self.queue_limit = limits.max_candidates
         self.log_limit = limits.max_rooms_per_socket * (limits.max_candidates + RESERVE_EVENTS)
@@ -146,6 +150,7 @@ class Sessions:
         if session.away:
             session.away_since = None
             session.queued.clear()
+            self._away.pop(session.key, None)
             connected.others = self._tell_others(session, Event.PEER_BACK)
         return connected
 
@@ -158,6 +163,7 @@ class Sessions:
         if leaving or self.grace <= 0:
             return self._end(session, HangupReason.PEER_LEFT)
         session.away_since = now
+        self._away[session.key] = session
         return self._tell_others(session, Event.PEER_AWAY)
 
     def bye(self, socket: str, name: str | None) -> tuple[Session, list[Emit]]:
@@ -170,9 +176,10 @@ class Sessions:
         """End away sessions whose grace is over, and rooms whose offer TTL is over."""
         emits: list[Emit] = []
         deadline = now - self.grace
-        for session in [s for s in self._by_token.values() if s.away]:
-            if session.away_since is not None and session.away_since <= deadline:
-                emits.extend(self._end(session, HangupReason.PEER_LEFT))
+        for session in list(self._away.values()):  # in the order they went away
+            if session.away_since is None or session.away_since > deadline:
+                break
+            emits.extend(self._end(session, HangupReason.PEER_LEFT))
         emits.extend(self.deliver(self.rooms.expire(now)))
         return emits
 
@@ -243,7 +250,7 @@ class Sessions:
 
     @property
     def away_count(self) -> int:
-        return sum(1 for s in self._by_token.values() if s.away)
+        return len(self._away)
 
     # -- internals ---------------------------------------------------------
 
@@ -260,6 +267,7 @@ class Sessions:
         """Free the session; its rooms end, the other parties hear ``reason``."""
         self._by_token.pop(session.token, None)
         self._by_key.pop(session.key, None)
+        self._away.pop(session.key, None)
         if session.socket is not None:
             self._by_socket.pop(session.socket, None)
         self._ended[session.key] = None
@@ -280,11 +288,26 @@ class Sessions:
         session.seq += 1
         payload["seq"] = session.seq
         session.log.append((session.seq, event, payload))
-        if len(session.log) > session.log_limit:
-            session.log.popleft()
+        session.log_bytes += _cost(payload)
+        while len(session.log) > session.log_limit or (
+            session.log_bytes > LOG_BYTES and len(session.log) > 1
+        ):
+            # A resume from before what is left fails plainly (see connect): never a gap.
+            session.log_bytes -= _cost(session.log.popleft()[2])
         if session.socket is None:
             return None
         return Emit(session.socket, event, payload)
+
+
+def _cost(payload: Payload) -> int:
+    """What one logged event keeps alive, roughly: its SDP or candidate text."""
+    description = payload.get("description")
+    if isinstance(description, dict):
+        return EVENT_OVERHEAD + len(description.get("sdp", ""))
+    candidate = payload.get("candidate")
+    if isinstance(candidate, dict):
+        return EVENT_OVERHEAD + len(candidate.get("candidate", ""))
+    return EVENT_OVERHEAD
 
 
 def parse_resume(auth: dict[str, Any]) -> tuple[str | None, int]:

@@ -9,7 +9,15 @@ import pytest
 
 from signaling.protocol import Candidate, Description, ErrorCode, SignalingError
 from signaling.rooms import Limits, Rooms
-from signaling.sessions import ACK_MEMORY, Emit, ResumeError, Session, Sessions, session_key
+from signaling.sessions import (
+    ACK_MEMORY,
+    LOG_BYTES,
+    Emit,
+    ResumeError,
+    Session,
+    Sessions,
+    session_key,
+)
 
 OFFER = Description("offer", "v=0 offer")
 ANSWER = Description("answer", "v=0 answer")
@@ -220,3 +228,15 @@ def test_a_resume_from_before_the_log_ends_the_rooms() -> None:
     assert not again.resumed and again.resume_error is ResumeError.EXPIRED
     assert events(again.others) == [("sB", "hangup", {"room": "r", "reason": "peer_left"})]
     assert again.kicked == "sA"
+
+
+def test_the_replay_log_is_bounded_in_bytes_and_a_resume_past_it_fails_plainly() -> None:
+    s = make()
+    caller, _ = paired(s)
+    big = Description("answer", "v=0 " + "x" * 60_000)
+    for _ in range(40):  # 40 renegotiation answers of 60 kB: more than the log keeps
+        run(s, "sB", s.rooms.answer, "r", big)
+    assert caller.log_bytes <= LOG_BYTES and caller.log[0][0] > 1
+    assert s.connect("sA2", caller.token, caller.seq - 1, None, 1.0).resumed  # recent: fine
+    again = s.connect("sA3", caller.token, 0, None, 1.0)
+    assert again.resume_error is ResumeError.EXPIRED
