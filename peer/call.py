@@ -187,6 +187,7 @@ class Call:
         self._recorder: MediaRecorder | None = None
         self._recorder_started = False
         self._tracks_added = False
+        self._in_room = False  # the hub took our offer or join: a lost session loses the room
         self._closed = False
 
     # -- small helpers -------------------------------------------------------
@@ -304,10 +305,12 @@ class Call:
             self._attach_chat(pc.createDataChannel(CHAT_LABEL))
             await pc.setLocalDescription(await pc.createOffer())
             ack = await self.signaling.offer(self.room, description_to_json(pc.localDescription))
+            self._in_room = True
             await self.signaling.candidate(self.room, None)
             log.info("room=%s offered, held=%s", self.room, ack.get("held"))
         else:
             ack = await self.signaling.join(self.room)
+            self._in_room = True
             if ack.get("offer") is not None:
                 await self._on_offer(ack["offer"], ack.get("candidates") or [])
 
@@ -480,7 +483,11 @@ class Call:
         elif item.event == "resumed":
             self._set_signaling(SignalingState.RESUMED)
         elif item.event == "session_lost":
-            if not self.connected.is_set():
+            if not self._in_room:
+                log.info(
+                    "room=%s new hub session before this call used one; nothing lost", self.room
+                )
+            elif not self.connected.is_set():
                 raise SessionLost(
                     f"the hub at {self.signaling.url} lost this call's session "
                     f"({payload.get('reason')}) before the call connected",

@@ -12,8 +12,8 @@ events to emit, in order.
 - Each session remembers the acks of its last :data:`ACK_MEMORY` numbered
   requests: a retried request is answered from memory (``duplicate: true``) and
   never run twice; one older than that memory gets ``stale``.
-- A session whose socket goes away without ``hangup`` is *away* for the grace
-  period: its rooms stay, the other party hears ``peer_away`` then
+- A session in a room whose socket goes away without ``hangup`` is *away* for the
+  grace period: its rooms stay, the other party hears ``peer_away`` then
   ``peer_back``, and events for it wait in its log (at most the per-room limit
   of held candidates; past that the room ends with ``peer_left``).
 
@@ -160,7 +160,9 @@ class Sessions:
         if session is None or session.socket != socket:
             return []  # taken over by a newer socket, or already ended
         session.socket = None
-        if leaving or self.grace <= 0:
+        if leaving or self.grace <= 0 or not self.rooms.rooms_of(session.key):
+            # a session with no room has nothing to keep (contract: it ends on "hangup
+            # of all its rooms plus a client disconnect")
             return self._end(session, HangupReason.PEER_LEFT)
         session.away_since = now
         self._away[session.key] = session
