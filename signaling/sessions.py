@@ -53,12 +53,8 @@ def session_key(token: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Emit:
-    """One hub→client event for the socket ``to``."""
-
-    to: str
-    event: str
-    payload: Payload
+class Emit(Send):
+    """A :class:`Send` addressed to a socket (``to`` is a sid), not to a session."""
 
 
 @dataclass(slots=True)

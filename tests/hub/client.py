@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -101,3 +102,12 @@ def error_code(ack: Any) -> str:
     assert isinstance(ack, dict) and ack.get("ok") is False, ack
     assert isinstance(ack["error"]["message"], str) and ack["error"]["message"]
     return str(ack["error"]["code"])
+
+
+async def until(condition: Callable[[], bool], limit: float = TIMEOUT) -> None:
+    """Poll a hub-side condition every 10 ms, at most ``limit`` seconds."""
+    for _ in range(int(limit / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached within the bound")

@@ -6,7 +6,6 @@ checks what each party receives, exactly once, in order, with contiguous ``seq``
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -18,19 +17,10 @@ from signaling import Config
 from tests.conftest import RunningHub, start_hub
 from tests.faults import FaultProxy
 
-from .client import Party, answer, cand, error_code, offer, party
+from .client import Party, answer, cand, error_code, offer, party, until
 from .test_hub import refused_with
 
 WAIT = 10.0
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Poll a hub-side condition, with a bound."""
-    for _ in range(int(WAIT / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached within the bound")
 
 
 @pytest.fixture
@@ -51,6 +41,15 @@ async def parties() -> AsyncIterator[Callable[..., Any]]:
     yield track
     for p in made:
         await p.close()
+
+
+async def in_room(parties: Any, caller_url: str, answerer_url: str) -> tuple[Party, Party]:
+    """A caller and an answerer in room ``r``: offered, then joined."""
+    caller = await parties(await party(caller_url))
+    answerer = await parties(await party(answerer_url))
+    await caller.call("offer", offer("r"))
+    await answerer.call("join", {"room": "r"})
+    return caller, answerer
 
 
 async def drop(p: Party, proxy: FaultProxy, hub: RunningHub) -> None:
@@ -95,10 +94,7 @@ async def test_caller_drops_while_holding_and_resumes_with_everything_once_in_or
 async def test_half_open_caller_reoffering_from_a_new_connection_takes_over_at_once(
     hub: RunningHub, proxy: FaultProxy, parties: Any
 ) -> None:
-    caller = await parties(await party(proxy.url))
-    answerer = await parties(await party(hub.url))
-    await caller.call("offer", offer("r"))
-    await answerer.call("join", {"room": "r"})
+    caller, answerer = await in_room(parties, proxy.url, hub.url)
     assert proxy.stall() == 1  # the hub still believes in the old connection
     await answerer.call("answer", answer("r"))  # lost in the half-open link
 
@@ -116,10 +112,7 @@ async def test_half_open_caller_reoffering_from_a_new_connection_takes_over_at_o
 async def test_answerer_drops_mid_trickle_and_resends_what_was_not_acknowledged(
     hub: RunningHub, proxy: FaultProxy, parties: Any
 ) -> None:
-    caller = await parties(await party(hub.url))
-    answerer = await parties(await party(proxy.url))
-    await caller.call("offer", offer("r"))
-    await answerer.call("join", {"room": "r"})
+    caller, answerer = await in_room(parties, hub.url, proxy.url)
     await answerer.call("answer", answer("r") | {"seq": 1})
     for i in range(2, 5):
         await answerer.call("candidate", {"room": "r", "candidate": cand(i), "seq": i})
@@ -180,10 +173,7 @@ async def test_stale_request_older_than_the_ack_memory(hub: RunningHub, parties:
 async def test_replay_from_a_middle_last_seq(
     hub: RunningHub, proxy: FaultProxy, parties: Any
 ) -> None:
-    caller = await parties(await party(proxy.url))
-    answerer = await parties(await party(hub.url))
-    await caller.call("offer", offer("r"))
-    await answerer.call("join", {"room": "r"})
+    caller, answerer = await in_room(parties, proxy.url, hub.url)
     await answerer.call("answer", answer("r"))
     for i in range(5):
         await answerer.call("candidate", {"room": "r", "candidate": cand(i)})
@@ -200,10 +190,7 @@ async def test_replay_from_a_middle_last_seq(
 
 
 async def test_bye_ends_rooms_at_once_and_frees_the_session(hub: RunningHub, parties: Any) -> None:
-    caller = await parties(await party(hub.url))
-    answerer = await parties(await party(hub.url))
-    await caller.call("offer", offer("r"))
-    await answerer.call("join", {"room": "r"})
+    caller, answerer = await in_room(parties, hub.url, hub.url)
     ack = await caller.call("bye", {})
     assert ack["ok"] is True and ack["session"] != caller.session
     assert await answerer.next("hangup") == {"room": "r", "reason": "peer_left"}
@@ -227,10 +214,7 @@ async def test_unknown_session_connects_as_a_new_one(hub: RunningHub, parties: A
 async def test_grace_expiry_gives_peer_left_not_before_the_grace(
     hub: RunningHub, proxy: FaultProxy, parties: Any
 ) -> None:
-    caller = await parties(await party(proxy.url))
-    answerer = await parties(await party(hub.url))
-    await caller.call("offer", offer("r"))
-    await answerer.call("join", {"room": "r"})
+    caller, answerer = await in_room(parties, proxy.url, hub.url)
     proxy.cut()
     assert await answerer.next("peer_away") == {"room": "r"}
     away_at = time.monotonic()

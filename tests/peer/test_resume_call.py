@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from asyncio import Task
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -21,41 +24,41 @@ from .pair import WAIT, Side, side, wait_until
 CUT_SECONDS = 5.0
 
 
-async def _start(caller: Side, answerer: Side) -> list[asyncio.Task[None]]:
-    await caller.call.start()
-    await answerer.call.start()
+@asynccontextmanager
+async def call_pair(url: str, room: str) -> AsyncIterator[tuple[Side, Side, list[Task[None]]]]:
+    """A caller and an answerer in a call with frames flowing both ways, and their run tasks."""
+    async with side(url, "caller", room) as caller, side(url, "answerer", room) as answerer:
+        await caller.call.start()
+        await answerer.call.start()
 
-    async def run(s: Side) -> None:
-        s.ended = await s.call.run(connect_timeout=WAIT)
+        async def run(s: Side) -> None:
+            s.ended = await s.call.run(connect_timeout=WAIT)
 
-    tasks = [asyncio.ensure_future(run(s)) for s in (caller, answerer)]
-    await wait_until(lambda: all(s.call.stats.frames_received >= 10 for s in (caller, answerer)))
-    return tasks
+        tasks = [asyncio.ensure_future(run(s)) for s in (caller, answerer)]
+        both = (caller, answerer)
+        await wait_until(lambda: all(s.call.stats.frames_received >= 10 for s in both))
+        yield caller, answerer, tasks
+
+
+async def signaling_is(both: tuple[Side, Side], state: SignalingState, limit: float = 20) -> None:
+    await wait_until(lambda: all(s.call.signaling_state == state for s in both), limit)
 
 
 @pytest.mark.slow
 async def test_signaling_cut_for_5_s_media_goes_on_and_both_resume(hub: RunningHub) -> None:
     proxy = await FaultProxy.to_url(hub.url)
     try:
-        async with (
-            side(proxy.url, "caller", "blip") as caller,
-            side(proxy.url, "answerer", "blip") as answerer,
-        ):
-            tasks = await _start(caller, answerer)
+        async with call_pair(proxy.url, "blip") as (caller, answerer, tasks):
             both = (caller, answerer)
             proxy.refuse(True)
             assert proxy.cut() == 2
-            await wait_until(
-                lambda: all(s.call.signaling_state == SignalingState.RECONNECTING for s in both)
-            )
+            await signaling_is(both, SignalingState.RECONNECTING)
             before = [s.call.stats.frames_received for s in both]
             await asyncio.sleep(CUT_SECONDS)  # the outage itself, not a wait for an event
             during = [s.call.stats.frames_received - b for s, b in zip(both, before, strict=True)]
             assert min(during) >= 20, f"frames stopped while signaling was down: {during}"
             proxy.refuse(False)
-            await wait_until(
-                lambda: all(s.call.signaling_state == SignalingState.RESUMED for s in both)
-            )
+            await signaling_is(both, SignalingState.RESUMED)
             await wait_until(lambda: not any(s.call.peer_away for s in both))
             assert all(s.call.phase == Phase.CONNECTED and s.ended is None for s in both)
             assert all(s.client.resumes == 1 for s in both)
@@ -78,19 +81,13 @@ async def test_hub_restart_media_goes_on_and_the_lost_session_is_said_plainly() 
     port = hub.url.rsplit(":", 1)[1]
     second = None
     try:
-        async with (
-            side(hub.url, "caller", "restart") as caller,
-            side(hub.url, "answerer", "restart") as answerer,
-        ):
-            tasks = await _start(caller, answerer)
+        async with call_pair(hub.url, "restart") as (caller, answerer, tasks):
             both = (caller, answerer)
             hub.process.send_signal(signal.SIGKILL)
             hub.stop()
             before = [s.call.stats.frames_received for s in both]
             second = spawn_hub("--port", port)
-            await wait_until(
-                lambda: all(s.call.signaling_state == SignalingState.LOST for s in both), 30
-            )
+            await signaling_is(both, SignalingState.LOST, 30)
             assert all(s.call.phase == Phase.CONNECTED and s.ended is None for s in both)
             await wait_until(
                 lambda: all(
