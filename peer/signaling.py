@@ -194,7 +194,9 @@ class SignalingClient:
         self._ready.clear()
         if self._closing:
             return
-        will_retry = self.reconnect and str(reason) != "io server disconnect"
+        # the hub disconnects a socket on purpose only when a newer one took its session
+        # over; python-socketio does not reconnect after that, and must not
+        will_retry = self.reconnect and reason != self.sio.reason.SERVER_DISCONNECT
         log.info("hub connection closed (%s)%s", reason, "; reconnecting" if will_retry else "")
         self.events.put_nowait(
             Pushed("disconnect", {"reason": str(reason), "reconnecting": will_retry})

@@ -352,12 +352,19 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    """On shutdown, close every client first so the server need not wait for them."""
+    """On shutdown, drop every client's connection so their sessions go into grace.
+
+    No Engine.IO CLOSE packet is sent: to a client that packet means "the server
+    closed this on purpose", after which python-socketio does not reconnect. A
+    connection that simply ends is what a restart looks like to every client, and
+    each reconnects and resumes (or, on a memory hub, learns its session is gone).
+    """
     hub = app[HUB_KEY]
     hub.closing = True
     sio = hub.sio
-    if sio.eio.sockets:
-        await sio.eio.disconnect()
+    for socket in list(sio.eio.sockets.values()):
+        await socket.close(wait=False, abort=True, reason=sio.eio.reason.TRANSPORT_CLOSE)
+        socket.queue.put_nowait(None)  # wakes a lean writer, which closes the WebSocket
     await sio.shutdown()
 
 

@@ -54,15 +54,16 @@ export class Signaling extends EventTarget {
     this._seq = 0;
     this._pending = new Map(); // request seq -> {event, body, resolve, reject, timer}
     this._closing = false;
+    this._graceMs = 0;
   }
 
   get connected() {
     return Boolean(this.socket && this.socket.connected && this.welcome);
   }
 
+  /** The hub's grace, from the last welcome (kept while the connection is down). */
   get graceMs() {
-    const limits = (this.welcome && this.welcome.limits) || {};
-    return Number(limits.resumeGraceSeconds || 0) * 1000;
+    return this._graceMs;
   }
 
   _auth() {
@@ -149,6 +150,7 @@ export class Signaling extends EventTarget {
   _onWelcome(welcome) {
     const first = this.session === null;
     this.welcome = welcome;
+    this._graceMs = Number((welcome.limits || {}).resumeGraceSeconds || 0) * 1000;
     if (first) {
       this.session = welcome.session || null;
       this.lastSeq = 0;

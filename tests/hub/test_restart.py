@@ -11,9 +11,10 @@ import signal
 
 import pytest
 
-from tests.conftest import spawn_hub
+from signaling import Config
+from tests.conftest import spawn_hub, start_hub
 
-from .client import offer, party
+from .client import offer, party, until
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
@@ -44,3 +45,15 @@ async def test_restart_on_the_same_port_gives_new_sessions_said_plainly(how: int
         await answerer.close()
         if second is not None:
             second.stop()
+
+
+async def test_shutdown_puts_sessions_into_grace_and_tells_nobody(hub_config: Config) -> None:
+    running, runner = await start_hub(hub_config)
+    caller, answerer = await party(running.url), await party(running.url)
+    await caller.call("offer", offer("r"))
+    await answerer.call("join", {"room": "r"})
+    await runner.cleanup()
+    assert running.hub.sessions.away_count == 2
+    assert running.hub.rooms.get("r") is not None  # kept for a resume, not ended
+    await until(lambda: not caller.sio.connected and not answerer.sio.connected)
+    assert caller.events.empty() and answerer.events.empty()  # no peer_left, no peer_away

@@ -76,14 +76,16 @@ async def test_signaling_cut_for_5_s_media_goes_on_and_both_resume(hub: RunningH
 
 
 @pytest.mark.slow
-async def test_hub_restart_media_goes_on_and_the_lost_session_is_said_plainly() -> None:
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+async def test_hub_restart_media_goes_on_and_the_lost_session_is_said_plainly(how: int) -> None:
     hub = spawn_hub()
     port = hub.url.rsplit(":", 1)[1]
     second = None
     try:
         async with call_pair(hub.url, "restart") as (caller, answerer, tasks):
             both = (caller, answerer)
-            hub.process.send_signal(signal.SIGKILL)
+            hub.process.send_signal(how)
+            hub.process.wait(10)
             hub.stop()
             before = [s.call.stats.frames_received for s in both]
             second = spawn_hub("--port", port)
