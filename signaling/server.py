@@ -94,7 +94,9 @@ class Hub:
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         if auth is not None and not isinstance(auth, dict):
             raise socketio.exceptions.ConnectionRefusedError(
-                "invalid", "auth must be an object {name?: string, token?: string}"
+                "invalid",
+                "auth must be an object {name?: string, token?: string, session?: string, "
+                "lastSeq?: integer}",
             )
         auth = auth or {}
         if self.config.token is not None:

@@ -166,7 +166,7 @@ class Sessions:
 
     def bye(self, socket: str, name: str | None) -> tuple[Session, list[Emit]]:
         """End the socket's session and its rooms at once; the socket gets a fresh one."""
-        session = self._by_socket.pop(socket)
+        session = self._session_of(socket)
         emits = self._end(session, HangupReason.PEER_LEFT)
         return self._open(socket, name), emits
 
@@ -187,7 +187,7 @@ class Sessions:
         self, socket: str, seq: int | None, run: Callable[[Session], Outcome]
     ) -> tuple[Payload, list[Emit]]:
         """Run one request of ``socket``'s session once; a retry gets the first ack."""
-        session = self._by_socket[socket]
+        session = self._session_of(socket)
         if seq is not None and seq <= session.last_request:
             first = session.acks.get(seq)
             if first is None:
@@ -251,6 +251,17 @@ class Sessions:
         return len(self._away)
 
     # -- internals ---------------------------------------------------------
+
+    def _session_of(self, socket: str) -> Session:
+        session = self._by_socket.get(socket)
+        if session is None:
+            # a late packet from a socket whose session a newer connection took over
+            raise SignalingError(
+                ErrorCode.NOT_IN_ROOM,
+                "this connection's session was taken over by a newer connection; "
+                "send requests on that one",
+            )
+        return session
 
     def _open(self, socket: str, name: str | None) -> Session:
         token = self._new_token()

@@ -240,3 +240,14 @@ def test_the_replay_log_is_bounded_in_bytes_and_a_resume_past_it_fails_plainly()
     assert s.connect("sA2", caller.token, caller.seq - 1, None, 1.0).resumed  # recent: fine
     again = s.connect("sA3", caller.token, 0, None, 1.0)
     assert again.resume_error is ResumeError.EXPIRED
+
+
+def test_a_request_from_a_taken_over_socket_is_refused_not_crashed() -> None:
+    s = make()
+    caller, _ = paired(s)
+    s.connect("sA2", caller.token, 0, None, 1.0)
+    with pytest.raises(SignalingError) as info:
+        run(s, "sA", s.rooms.candidate, "r", cand(1))
+    assert info.value.code == ErrorCode.NOT_IN_ROOM and "taken over" in info.value.message
+    with pytest.raises(SignalingError):
+        s.bye("sA", None)
