@@ -109,3 +109,39 @@ async def test_lobby_comes_back_by_itself_after_a_hub_restart(
     caller = await open_page(page_url(hub.url, room="after", role="caller", auto="1"), "caller")
     await wait_state(caller, "waiting")
     await expect(visitor.locator("#lobby li[data-room='after']")).to_be_visible()
+
+
+async def test_two_tabs_one_loses_its_network_for_5_s(
+    private_hub: PrivateHub, open_page: OpenPage
+) -> None:
+    hub = private_hub()
+    proxy = await FaultProxy.to_url(hub.url)
+    try:
+        caller = await open_page(
+            page_url(proxy.url, room="tabs", role="caller", auto="1"), "caller"
+        )
+        await wait_state(caller, "waiting")
+        answerer = await open_page(
+            page_url(hub.url, room="tabs", role="answerer", auto="1"), "answerer"
+        )
+        for page in (caller, answerer):
+            assert await wait_state(page, "connected", "failed") == "connected"
+        proxy.refuse(True)
+        proxy.cut()
+        assert await wait_state(caller, "reconnecting") == "reconnecting"
+        await expect(answerer.locator("#message")).to_contain_text(
+            "The other side's connection dropped; waiting for it to come back."
+        )
+        before = await _frames(answerer)
+        await asyncio.sleep(CUT_SECONDS)  # the outage itself, not a wait for an event
+        assert await _frames(answerer) - before >= 20, "the media stopped with the hub link"
+        proxy.refuse(False)
+        assert await wait_state(caller, "connected", "failed") == "connected"
+        await expect(answerer.locator("#message")).to_contain_text("The other side is back.")
+        assert await answerer.evaluate("document.body.dataset.callState") == "connected"
+        # the hub link works again: a hang-up from the tab that dropped reaches the other
+        await caller.get_by_role("button", name="Hang up").click()
+        assert await wait_state(answerer, "ended") == "ended"
+        assert "The other side hung up." in (await call_info(answerer))["message"]
+    finally:
+        await proxy.close()

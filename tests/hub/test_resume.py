@@ -107,6 +107,7 @@ async def test_half_open_caller_reoffering_from_a_new_connection_takes_over_at_o
     assert await answerer.next("offer") == {**restart, "candidates": []}
     await until(lambda: hub.hub.sessions.socket_count == 2)  # the old socket was kicked
     await answerer.nothing_more()  # no peer_left, no peer_away
+    proxy.cut()  # let the stalled client learn its link is gone (no wait at teardown)
 
 
 async def test_answerer_drops_mid_trickle_and_resends_what_was_not_acknowledged(
