@@ -216,11 +216,11 @@ async def test_grace_expiry_gives_peer_left_not_before_the_grace(
     hub: RunningHub, proxy: FaultProxy, parties: Any
 ) -> None:
     caller, answerer = await in_room(parties, proxy.url, hub.url)
+    cut_at = time.monotonic()  # the hub's grace starts after this: a safe lower bound
     proxy.cut()
     assert await answerer.next("peer_away") == {"room": "r"}
-    away_at = time.monotonic()
     assert await answerer.next("hangup") == {"room": "r", "reason": "peer_left"}
-    assert time.monotonic() - away_at >= 1.0 - 0.05  # the hub's clock started a bit earlier
+    assert time.monotonic() - cut_at >= 1.0
     late = await parties(await caller.resume(hub.url))
     assert late.welcome.result()["resumeError"] == "expired"
 
