@@ -167,6 +167,12 @@ class Hub:
             self._kicks.add(task)
             task.add_done_callback(self._kicks.discard)
 
+    async def cancel_kicks(self) -> None:
+        """Cancel and await the disconnects of taken-over sockets still under way."""
+        for task in list(self._kicks):
+            task.cancel()
+        await asyncio.gather(*self._kicks, return_exceptions=True)
+
     async def _kick(self, sid: str) -> None:
         """Disconnect a socket whose session a newer socket took over (half-open, most likely)."""
         log.info("sid=%s disconnected: its session was taken over", sid)
@@ -363,6 +369,7 @@ async def _close_sockets(app: web.Application) -> None:
     """
     hub = app[HUB_KEY]
     hub.closing = True
+    await hub.cancel_kicks()
     sio = hub.sio
     for socket in list(sio.eio.sockets.values()):
         await socket.close(wait=False, abort=True, reason=sio.eio.reason.TRANSPORT_CLOSE)
