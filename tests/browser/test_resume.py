@@ -33,6 +33,28 @@ async def _frames(page: object) -> int:
     return int(await page.evaluate("window.p2pcall.remoteFrames"))  # type: ignore[attr-defined]
 
 
+async def python_peer(url: str, room: str, role: str, log: Path) -> asyncio.subprocess.Process:
+    """``python -m peer`` in ``room`` with the test pattern; its stderr (status line) to ``log``."""
+    with log.open("wb") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "peer",
+            *("--server", url, "--room", room, "--role", role),
+            *("--video", "testsrc", "--timeout", "60"),
+            cwd=ROOT,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=out,
+        )
+
+
+async def stopped(peer: asyncio.subprocess.Process) -> None:
+    if peer.returncode is None:
+        peer.kill()
+        await peer.wait()
+
+
 async def test_page_and_python_peer_ride_out_a_5_s_signaling_cut(
     private_hub: PrivateHub, open_page: OpenPage, artifacts_dir: Path
 ) -> None:
@@ -40,18 +62,7 @@ async def test_page_and_python_peer_ride_out_a_5_s_signaling_cut(
     proxy = await FaultProxy.to_url(hub.url)
     log_path = artifacts_dir / "peer-answerer.stderr.txt"
     try:
-        with log_path.open("wb") as log:
-            peer = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "peer",
-                *("--server", proxy.url, "--room", "blip", "--role", "answerer"),
-                *("--video", "testsrc", "--timeout", "60"),
-                cwd=ROOT,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
+        peer = await python_peer(proxy.url, "blip", "answerer", log_path)
         try:
             page = await open_page(
                 page_url(proxy.url, room="blip", role="caller", auto="1"), "browser"
@@ -79,9 +90,7 @@ async def test_page_and_python_peer_ride_out_a_5_s_signaling_cut(
             await page.get_by_role("button", name="Hang up").click()
             assert await asyncio.wait_for(peer.wait(), 40) == 0, log_path.read_text()[-2000:]
         finally:
-            if peer.returncode is None:
-                peer.kill()
-                await peer.wait()
+            await stopped(peer)
         text = log_path.read_text()
         assert "signaling reconnecting" in text and "signaling resumed" in text, text[-2000:]
     finally:
@@ -145,3 +154,30 @@ async def test_two_tabs_one_loses_its_network_for_5_s(
         assert "The other side hung up." in (await call_info(answerer))["message"]
     finally:
         await proxy.close()
+
+
+async def test_hub_restart_during_a_call_with_a_python_peer(
+    private_hub: PrivateHub, open_page: OpenPage, artifacts_dir: Path
+) -> None:
+    hub = private_hub()
+    port = hub.url.rsplit(":", 1)[1]
+    log_path = artifacts_dir / "peer-answerer.stderr.txt"
+    peer = await python_peer(hub.url, "restart", "answerer", log_path)
+    try:
+        page = await open_page(page_url(hub.url, room="restart", role="caller", auto="1"), "page")
+        assert await wait_state(page, "connected", "failed") == "connected", await call_info(page)
+        await page.wait_for_function("window.p2pcall.remoteFrames >= 30", timeout=30_000)
+        hub.process.send_signal(signal.SIGKILL)
+        hub.process.wait(10)
+        private_hub("--port", port)
+        await expect(page.locator("#message")).to_contain_text(
+            "The hub restarted and no longer knows this call; the call goes on", timeout=20_000
+        )
+        before = await _frames(page)
+        await page.wait_for_function(f"window.p2pcall.remoteFrames >= {before + 30}")
+        assert await page.evaluate("document.body.dataset.callState") == "connected"
+        assert "failed" not in await page.evaluate("window.p2pcall.history")
+    finally:
+        await stopped(peer)
+    text = log_path.read_text()
+    assert "the hub could not resume the session (unknown)" in text, text[-2000:]
