@@ -292,11 +292,11 @@ function showFailure(code, detail) {
 function wireCall(call, ctx) {
   call.addEventListener("state", (e) => {
     if (page.call !== call) return;
-    const { state, error, detail } = e.detail;
+    const { state, error, detail, hubLink = false } = e.detail;
     if (state === CallState.FAILED) {
       showFailure(error, detail);
     } else {
-      setState(state, ctx);
+      setState(state, { ...ctx, hubLink });
       if (error) {
         debug.error = error;
         ui.showMessage({ code: error, detail });

@@ -219,7 +219,7 @@ export class Call extends EventTarget {
     });
     on("reconnecting", () => {
       if (this.state !== CallState.RECONNECTING) this._beforeBlip = this.state;
-      this._setState(CallState.RECONNECTING);
+      this._setState(CallState.RECONNECTING, null, "", { hubLink: true });
       this._notice("Lost the connection to the hub; reconnecting…", "info");
     });
     on("resumed", () => {
@@ -371,11 +371,12 @@ export class Call extends EventTarget {
     this.dispatchEvent(new CustomEvent("notice", { detail: { text, kind } }));
   }
 
-  _setState(state, error = null, detail = "") {
+  /** `why.hubLink`: the state is about the link to the hub, not the media path. */
+  _setState(state, error = null, detail = "", why = {}) {
     if (this.state === state && !error) return;
     this.state = state;
     this.error = error;
-    this.dispatchEvent(new CustomEvent("state", { detail: { state, error, detail } }));
+    this.dispatchEvent(new CustomEvent("state", { detail: { state, error, detail, ...why } }));
   }
 
   _close() {

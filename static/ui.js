@@ -14,7 +14,10 @@ const STATE_WORDS = {
       : `Waiting for a caller in room “${ctx.room}”`,
   [CallState.CONNECTING]: () => "Connecting…",
   [CallState.CONNECTED]: (ctx) => `Connected in room “${ctx.room}”`,
-  [CallState.RECONNECTING]: () => "Connection interrupted, reconnecting…",
+  [CallState.RECONNECTING]: (ctx) =>
+    ctx.hubLink
+      ? "Reconnecting to the hub… (the call goes on)"
+      : "Connection interrupted, reconnecting…",
   [CallState.ENDED]: () => "Call ended",
   [CallState.FAILED]: () => "Call failed",
 };

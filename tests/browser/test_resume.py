@@ -138,6 +138,9 @@ async def test_two_tabs_one_loses_its_network_for_5_s(
         proxy.refuse(True)
         proxy.cut()
         assert await wait_state(caller, "reconnecting") == "reconnecting"
+        await expect(caller.locator("#state-text")).to_have_text(
+            "Reconnecting to the hub… (the call goes on)"
+        )
         await expect(answerer.locator("#message")).to_contain_text(
             "The other side's connection dropped; waiting for it to come back."
         )
