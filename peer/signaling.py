@@ -261,6 +261,12 @@ class SignalingClient:
         self._closing = True
         if self._resend is not None:
             self._resend.cancel()
+        pending, self._unacked = self._unacked, OrderedDict()
+        for request in pending.values():
+            if not request.done.done():
+                request.done.set_exception(
+                    HubUnreachable(f"the client closed before the hub answered {request.event}")
+                )
         await self.sio.shutdown()
 
     # -- requests ----------------------------------------------------------
