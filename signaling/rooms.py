@@ -69,7 +69,11 @@ class Limits:
 
 
 class Rooms:
-    """All rooms of one hub and the rooms each socket is in."""
+    """All rooms of one hub and the rooms each party is in.
+
+    A party is whatever id the caller of these methods uses: the hub passes session
+    keys (``signaling/sessions.py``), so a party outlives the socket that carries it.
+    """
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -78,7 +82,7 @@ class Rooms:
         self._names: dict[str, str | None] = {}
         self.lobby_version = 0
 
-    # -- sockets -----------------------------------------------------------
+    # -- parties -----------------------------------------------------------
 
     def connect(self, sid: str, name: str | None = None) -> None:
         self._membership[sid] = set()
