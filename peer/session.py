@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import aiortc_seam
 from .call import Call, CallOptions
 from .config import PeerConfig
 from .errors import MediaError
@@ -66,6 +67,7 @@ async def _status_loop(call: Call, status: StatusLine, display: Display | None) 
 async def run_peer(cfg: PeerConfig, result: dict[str, Any]) -> str:
     """Run one call as configured; fill ``result`` with its stats even on failure."""
     start = time.monotonic()
+    aiortc_seam.check()  # says once, at start-up, when the installed aiortc is not 1.16
     client = SignalingClient(
         cfg.server, name=cfg.name, token=cfg.token, timeout=min(HUB_TIMEOUT, cfg.timeout)
     )

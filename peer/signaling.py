@@ -22,17 +22,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
 
 from .errors import HubUnreachable, SessionLost, SignalingError, Unauthorized, signaling_error
+from .protocol import PUSHED_EVENTS, ErrorCode, Event
 
 log = logging.getLogger(__name__)
 
-ROOM_EVENTS = ("offer", "answer", "candidate", "hangup", "peer_away", "peer_back")
-PUSHED_EVENTS = ROOM_EVENTS  # kept for callers of the v1 name
+# Not wire events: the client's own notes about its hub link, pushed like hub events.
+DISCONNECT = "disconnect"  # the connection dropped (``reconnecting`` says if it retries)
+RESUMED = "resumed"  # a reconnect resumed the session: nothing was lost
+SESSION_LOST = "session_lost"  # a reconnect could not resume it: its rooms are gone
 RECONNECT_DELAY = 0.5  # first retry after ~0.5 s, doubling up to RECONNECT_DELAY_MAX
 RECONNECT_DELAY_MAX = 4.0
 RECONNECT_JITTER = 0.5  # python-socketio's randomization factor: +-50 % of each delay
@@ -52,7 +56,7 @@ class Welcome:
 
 @dataclass(frozen=True)
 class Pushed:
-    """One event for the call: a room event (``ROOM_EVENTS``) or a connection change."""
+    """One event for the call: a room event (``PUSHED_EVENTS``) or a note about the link."""
 
     event: str
     payload: dict[str, Any]
@@ -83,6 +87,7 @@ class SignalingClient:
         self.timeout = timeout
         self.reconnect = reconnect
         self.events: asyncio.Queue[Pushed] = asyncio.Queue()
+        self._subscriber: Callable[[Pushed], None] | None = None
         self.welcome: Welcome | None = None
         self.session: str | None = None
         self.last_seq = 0  # highest room-event seq processed
@@ -103,11 +108,26 @@ class SignalingClient:
             logger=False,
             engineio_logger=False,
         )
-        self.sio.on("welcome", self._on_welcome)
+        self.sio.on(Event.WELCOME, self._on_welcome)
         self.sio.on("connect_error", self._on_connect_error)
         self.sio.on("disconnect", self._on_disconnect)
-        for event in ROOM_EVENTS:
+        for event in PUSHED_EVENTS:
             self.sio.on(event, self._pusher(event))
+
+    def subscribe(self, subscriber: Callable[[Pushed], None]) -> None:
+        """Deliver pushed events to ``subscriber`` (queued ones first) instead of ``events``.
+
+        ``subscriber`` is called synchronously, in arrival order, and must not block.
+        """
+        self._subscriber = subscriber
+        while not self.events.empty():
+            subscriber(self.events.get_nowait())
+
+    def _deliver(self, item: Pushed) -> None:
+        if self._subscriber is not None:
+            self._subscriber(item)
+        else:
+            self.events.put_nowait(item)
 
     @property
     def connected(self) -> bool:
@@ -131,7 +151,7 @@ class SignalingClient:
                 if seq <= self.last_seq:
                     return  # already processed (a replay overlapping what arrived)
                 self.last_seq = seq
-            self.events.put_nowait(Pushed(event, payload))
+            self._deliver(Pushed(event, payload))
 
         return push
 
@@ -171,7 +191,7 @@ class SignalingClient:
             self.resumes += 1
             log.info("resumed the hub session at %s after seq %d", self.url, self.last_seq)
             self._resend = self._loop.create_task(self._resend_unacked(), name="signaling-resend")
-            self.events.put_nowait(Pushed("resumed", {}))
+            self._deliver(Pushed(RESUMED, {}))
             return
         reason = str(welcome.resume_error or "unknown")
         log.warning("the hub could not resume the session (%s): its rooms are gone", reason)
@@ -185,7 +205,7 @@ class SignalingClient:
                     SessionLost(f"the hub lost this session ({reason}) during {request.event}")
                 )
         self._ready.set()
-        self.events.put_nowait(Pushed("session_lost", {"reason": reason}))
+        self._deliver(Pushed(SESSION_LOST, {"reason": reason}))
 
     def _on_connect_error(self, data: Any = None) -> None:
         self._refused = data.get("message") if isinstance(data, dict) else str(data)
@@ -198,9 +218,7 @@ class SignalingClient:
         # over; python-socketio does not reconnect after that, and must not
         will_retry = self.reconnect and reason != self.sio.reason.SERVER_DISCONNECT
         log.info("hub connection closed (%s)%s", reason, "; reconnecting" if will_retry else "")
-        self.events.put_nowait(
-            Pushed("disconnect", {"reason": str(reason), "reconnecting": will_retry})
-        )
+        self._deliver(Pushed(DISCONNECT, {"reason": str(reason), "reconnecting": will_retry}))
 
     async def _resend_unacked(self) -> None:
         """Send again, in seq order, every request whose ack never came; then go live."""
@@ -225,11 +243,11 @@ class SignalingClient:
             )
         except socketio.exceptions.ConnectionError as exc:
             await self._drop()
-            if self._refused == "unauthorized":
+            if self._refused == ErrorCode.UNAUTHORIZED:
                 raise Unauthorized(f"hub {self.url} refused the access token (--token)") from None
-            if self._refused == "invalid":
+            if self._refused == ErrorCode.INVALID:
                 raise SignalingError(
-                    "invalid", f"hub {self.url} refused the name (--name)"
+                    ErrorCode.INVALID, f"hub {self.url} refused the name (--name)"
                 ) from None
             raise HubUnreachable(
                 f"cannot reach the hub at {self.url} ({exc}); is it running? check --server"
@@ -255,7 +273,7 @@ class SignalingClient:
         """End the session at once (``bye``, so nobody waits out a grace) and disconnect."""
         if self._ready.is_set():
             try:
-                await self.sio.call("bye", {}, timeout=min(self.timeout, 2.0))
+                await self.sio.call(Event.BYE, {}, timeout=min(self.timeout, 2.0))
             except Exception:  # best effort: the hub may be gone already
                 log.debug("bye got no reply", exc_info=True)
         self._closing = True
@@ -303,27 +321,27 @@ class SignalingClient:
             self._unacked.pop(seq, None)
             raise HubUnreachable(f"hub gave no reply to {event} within {self.timeout} s") from None
         if not isinstance(ack, dict):
-            raise SignalingError("invalid", f"hub replied to {event} with {ack!r:.80}")
+            raise SignalingError(ErrorCode.INVALID, f"hub replied to {event} with {ack!r:.80}")
         if ack.get("ok") is True:
             return ack
         error = ack.get("error") or {}
         raise signaling_error(str(error.get("code")), str(error.get("message", "")))
 
     async def offer(self, room: str, description: dict[str, str]) -> dict[str, Any]:
-        return await self.request("offer", {"room": room, "description": description})
+        return await self.request(Event.OFFER, {"room": room, "description": description})
 
     async def join(self, room: str) -> dict[str, Any]:
-        return await self.request("join", {"room": room})
+        return await self.request(Event.JOIN, {"room": room})
 
     async def answer(self, room: str, description: dict[str, str]) -> dict[str, Any]:
-        return await self.request("answer", {"room": room, "description": description})
+        return await self.request(Event.ANSWER, {"room": room, "description": description})
 
     async def candidate(self, room: str, candidate: dict[str, Any] | None) -> dict[str, Any]:
-        return await self.request("candidate", {"room": room, "candidate": candidate})
+        return await self.request(Event.CANDIDATE, {"room": room, "candidate": candidate})
 
     async def hangup(self, room: str) -> dict[str, Any]:
-        return await self.request("hangup", {"room": room})
+        return await self.request(Event.HANGUP, {"room": room})
 
     async def rooms(self) -> list[dict[str, Any]]:
-        ack = await self.request("rooms", {})
+        ack = await self.request(Event.ROOMS, {})
         return list(ack.get("rooms", []))
