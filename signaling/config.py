@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Config:
     static_dir: Path = STATIC_DIR
     sweep_interval: float = 1.0
     lobby_interval: float = 0.5
+    resume_grace: float = 30.0
     turn: TurnCredentials | None = None
 
 
@@ -73,7 +75,7 @@ def _positive_number(flag: str, text: str, *, integer: bool = False, zero: bool 
     except ValueError:
         kind = "an integer" if integer else "a number"
         raise ConfigError(f"{flag}: expected {kind}, got {text!r}") from None
-    if value < 0 or (value == 0 and not zero):
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         raise ConfigError(f"{flag}: must be {'>= 0' if zero else '> 0'}, got {text!r}")
     return value
 
@@ -89,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--offer-ttl",
         help="seconds a room may wait for its other party (env SIGNALING_OFFER_TTL; default 600)",
+    )
+    p.add_argument(
+        "--resume-grace",
+        help="seconds a party that dropped without hanging up keeps its rooms and may resume; "
+        "0 ends its rooms at once (env SIGNALING_RESUME_GRACE; default 30)",
     )
     p.add_argument(
         "--token", help="access token clients must present (env SIGNALING_TOKEN; default off)"
@@ -145,6 +152,8 @@ def config_from_args(
         kwargs["port"] = value
     if (ttl := pick(args.offer_ttl, "OFFER_TTL")) is not None:
         kwargs["offer_ttl"] = _positive_number("--offer-ttl", ttl)
+    if (grace := pick(args.resume_grace, "RESUME_GRACE")) is not None:
+        kwargs["resume_grace"] = _positive_number("--resume-grace", grace, zero=True)
     if (token := pick(args.token, "TOKEN")) is not None:
         if not token:
             raise ConfigError("--token: must not be empty (omit it to turn the token off)")

@@ -30,6 +30,9 @@ class Event(StrEnum):
     CANDIDATE = "candidate"
     HANGUP = "hangup"
     ROOMS = "rooms"
+    PEER_AWAY = "peer_away"
+    PEER_BACK = "peer_back"
+    BYE = "bye"
 
 
 class ErrorCode(StrEnum):
@@ -45,6 +48,7 @@ class ErrorCode(StrEnum):
     LIMIT = "limit"
     UNAUTHORIZED = "unauthorized"
     UNKNOWN_EVENT = "unknown_event"
+    STALE = "stale"
 
 
 class HangupReason(StrEnum):

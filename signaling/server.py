@@ -34,6 +34,7 @@ from .protocol import (
     require_object,
 )
 from .rooms import Limits, Outcome, Rooms
+from .sessions import Connected, Emit, Sessions, parse_request_seq, parse_resume
 from .turn import ice_servers
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,11 @@ class Hub:
                 offer_ttl=config.offer_ttl,
             )
         )
-        self.lobby_watchers: set[str] = set()
+        self.sessions = Sessions(self.rooms, config.resume_grace)
+        self._connecting: dict[str, Connected] = {}  # sid -> its session, until welcome
+        self._kicks: set[asyncio.Task[None]] = set()
+        self.closing = False  # shutting down: sessions go into grace, nobody is told
+        self.lobby_watchers: set[str] = set()  # session keys
         self._lobby_sent = -1
         self.sio = OrderedServer(
             self.dispatch,
@@ -83,6 +88,7 @@ class Hub:
             Event.CANDIDATE: self._candidate,
             Event.HANGUP: self._hangup,
             Event.ROOMS: self._rooms,
+            Event.BYE: self._bye,
         }
 
     # -- connection lifecycle ---------------------------------------------
@@ -90,7 +96,9 @@ class Hub:
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         if auth is not None and not isinstance(auth, dict):
             raise socketio.exceptions.ConnectionRefusedError(
-                "invalid", "auth must be an object {name?: string, token?: string}"
+                "invalid",
+                "auth must be an object {name?: string, token?: string, session?: string, "
+                "lastSeq?: integer}",
             )
         auth = auth or {}
         if self.config.token is not None:
@@ -107,26 +115,70 @@ class Hub:
             raise socketio.exceptions.ConnectionRefusedError(
                 "invalid", "auth.name must be a string of 1-64 characters"
             )
-        self.rooms.connect(sid, name)
-        log.debug("sid=%s connected name=%s", sid, name)
+        try:
+            token, last_seq = parse_resume(auth)
+        except ValueError as exc:
+            raise socketio.exceptions.ConnectionRefusedError("invalid", str(exc)) from None
+        connected = self.sessions.connect(sid, token, last_seq, name, self.clock())
+        self._connecting[sid] = connected
+        key = connected.session.key
+        if connected.resumed:
+            log.info(
+                "sid=%s session=%s resumed from seq %d: %d events to replay%s",
+                sid,
+                key,
+                last_seq,
+                len(connected.replay),
+                f", taking over sid={connected.kicked}" if connected.kicked else "",
+            )
+        elif connected.resume_error is not None:
+            log.info(
+                "sid=%s session=%s new: resume refused (%s)",
+                sid,
+                key,
+                connected.resume_error.value,
+            )
+        else:
+            log.debug("sid=%s session=%s connected name=%s", sid, key, name)
         return True
 
     def welcome(self, sid: str) -> None:
-        self.sio.send_now(
-            sid,
-            Event.WELCOME,
-            {
-                "sid": sid,
-                "iceServers": self.ice_servers_for(sid),
-                "limits": {
-                    "maxSdpBytes": self.config.max_sdp_bytes,
-                    "maxCandidates": self.config.max_candidates,
-                    "offerTtlSeconds": int(self.config.offer_ttl)
-                    if float(self.config.offer_ttl).is_integer()
-                    else self.config.offer_ttl,
-                },
+        """``welcome``, then the replay of a resumed session, then what others must hear."""
+        connected = self._connecting.pop(sid, None)
+        if connected is None:
+            return
+        welcome: dict[str, Any] = {
+            "sid": sid,
+            "session": connected.session.token,
+            "resumed": connected.resumed,
+            "iceServers": self.ice_servers_for(sid),
+            "limits": {
+                "maxSdpBytes": self.config.max_sdp_bytes,
+                "maxCandidates": self.config.max_candidates,
+                "offerTtlSeconds": _seconds(self.config.offer_ttl),
+                "resumeGraceSeconds": _seconds(self.config.resume_grace),
             },
-        )
+        }
+        if connected.resume_error is not None:
+            welcome["resumeError"] = connected.resume_error.value
+        self.sio.send_now(sid, Event.WELCOME, welcome)
+        self.emit(connected.replay)
+        self.emit(connected.others)
+        if connected.kicked is not None:
+            task = asyncio.ensure_future(self._kick(connected.kicked))
+            self._kicks.add(task)
+            task.add_done_callback(self._kicks.discard)
+
+    async def cancel_kicks(self) -> None:
+        """Cancel and await the disconnects of taken-over sockets still under way."""
+        for task in list(self._kicks):
+            task.cancel()
+        await asyncio.gather(*self._kicks, return_exceptions=True)
+
+    async def _kick(self, sid: str) -> None:
+        """Disconnect a socket whose session a newer socket took over (half-open, most likely)."""
+        log.info("sid=%s disconnected: its session was taken over", sid)
+        await self.sio.disconnect(sid)
 
     def ice_servers_for(self, sid: str) -> list[dict[str, Any]]:
         """The ``iceServers`` of one ``welcome``: static ones plus fresh TURN credentials.
@@ -141,10 +193,37 @@ class Hub:
         return ice_servers(self.config.ice_servers, turn, time.time(), turn_id)
 
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        self.lobby_watchers.discard(sid)
-        for send in self.rooms.disconnect(sid):
-            log.info("room=%s sid=%s left -> telling %s", send.payload["room"], sid, send.to)
-            self.sio.send_now(send.to, send.event, send.payload)
+        """A socket closed: its session leaves (client's own close) or goes into grace."""
+        self._connecting.pop(sid, None)
+        session = self.sessions.of_socket(sid)
+        leaving = reason == self.sio.reason.CLIENT_DISCONNECT and not self.closing
+        emits = self.sessions.disconnect(sid, self.clock(), leaving=leaving)
+        if session is not None and session.away:
+            log.info(
+                "sid=%s session=%s away (%s), grace %ss",
+                sid,
+                session.key,
+                reason,
+                self.config.resume_grace,
+            )
+        if self.closing:
+            return  # every socket is closing: nobody to tell
+        for emit in emits:
+            log.info(
+                "room=%s sid=%s %s -> telling sid=%s",
+                emit.payload.get("room"),
+                sid,
+                emit.event,
+                emit.to,
+            )
+        self.emit(emits)
+
+    def emit(self, emits: list[Emit]) -> None:
+        for emit in emits:
+            if not self.sio.send_now(emit.to, emit.event, emit.payload):
+                log.debug(
+                    "sid=%s gone before %s could reach it; kept for its resume", emit.to, emit.event
+                )
 
     # -- events -----------------------------------------------------------
 
@@ -159,14 +238,18 @@ class Hub:
                     + ", ".join(str(e) for e in self._handlers),
                 )
             payload = require_object(args[0] if args else None, event)
-            outcome = handler(sid, payload)
+            seq = parse_request_seq(payload, event)
+            if event == Event.BYE:
+                return self._bye(sid, payload).ack
+            ack, emits = self.sessions.request(sid, seq, lambda s: handler(s.key, payload))
         except SignalingError as exc:
             log.info("sid=%s %s refused: %s %s", sid, event[:40], exc.code.value, exc.message)
             return exc.to_ack()
-        for send in outcome.sends:
-            if not self.sio.send_now(send.to, send.event, send.payload):
-                log.warning("sid=%s gone before %s could reach it", send.to, send.event)
-        return outcome.ack
+        if ack.get("ok") is False:
+            error = ack["error"]
+            log.info("sid=%s %s refused: %s %s", sid, event[:40], error["code"], error["message"])
+        self.emit(emits)
+        return ack
 
     def _offer(self, sid: str, payload: dict[str, Any]) -> Outcome:
         room = parse_room(payload, "offer")
@@ -204,6 +287,16 @@ class Hub:
         log.info("room=%s sid=%s hung up", room, sid)
         return outcome
 
+    def _bye(self, sid: str, payload: dict[str, Any]) -> Outcome:
+        """End the socket's session now; the connection goes on with a fresh session."""
+        old = self.sessions.of_socket(sid)
+        session, emits = self.sessions.bye(sid, self.rooms.name_of(old.key) if old else None)
+        log.info(
+            "sid=%s session=%s bye -> new session=%s", sid, old.key if old else None, session.key
+        )
+        self.emit(emits)
+        return Outcome(ok(session=session.token))
+
     def _rooms(self, sid: str, payload: dict[str, Any]) -> Outcome:
         watch = payload.get("watch")
         if watch is not None and not isinstance(watch, bool):
@@ -220,9 +313,16 @@ class Hub:
 
     def sweep(self) -> None:
         """Expire lonely rooms; push the lobby to watchers when it changed."""
-        for send in self.rooms.expire(self.clock()):
-            log.info("room=%s expired -> telling %s", send.payload["room"], send.to)
-            self.sio.send_now(send.to, send.event, send.payload)
+        emits = self.sessions.expire(self.clock())
+        for emit in emits:
+            log.info(
+                "room=%s %s %s -> sid=%s",
+                emit.payload.get("room"),
+                emit.event,
+                emit.payload.get("reason"),
+                emit.to,
+            )
+        self.emit(emits)
         self.push_lobby()
 
     def push_lobby(self) -> None:
@@ -232,8 +332,12 @@ class Hub:
         if not self.lobby_watchers:
             return
         lobby = {"rooms": self.rooms.lobby(self.clock())}
-        for sid in list(self.lobby_watchers):
-            self.sio.send_now(sid, Event.ROOMS, lobby)
+        for key in list(self.lobby_watchers):
+            session = self.sessions.of_key(key)
+            if session is None:
+                self.lobby_watchers.discard(key)
+            elif session.socket is not None:
+                self.sio.send_now(session.socket, Event.ROOMS, lobby)
 
     def health(self) -> dict[str, Any]:
         lobby = self.rooms.lobby(self.clock())
@@ -241,7 +345,9 @@ class Hub:
             "status": "ok",
             "rooms": len(self.rooms),
             "heldOffers": len(lobby),
-            "sockets": self.rooms.socket_count,
+            "sockets": self.sessions.socket_count,
+            "sessions": len(self.sessions),
+            "awaySessions": self.sessions.away_count,
             "uptimeSeconds": round(self.clock() - self.started, 3),
         }
 
@@ -268,11 +374,25 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    """On shutdown, close every client first so the server need not wait for them."""
-    sio = app[HUB_KEY].sio
-    if sio.eio.sockets:
-        await sio.eio.disconnect()
+    """On shutdown, drop every client's connection so their sessions go into grace.
+
+    No Engine.IO CLOSE packet is sent: to a client that packet means "the server
+    closed this on purpose", after which python-socketio does not reconnect. A
+    connection that simply ends is what a restart looks like to every client, and
+    each reconnects and resumes (or, on a memory hub, learns its session is gone).
+    """
+    hub = app[HUB_KEY]
+    hub.closing = True
+    await hub.cancel_kicks()
+    sio = hub.sio
+    for socket in list(sio.eio.sockets.values()):
+        await socket.close(wait=False, abort=True, reason=sio.eio.reason.TRANSPORT_CLOSE)
+        socket.queue.put_nowait(None)  # wakes a lean writer, which closes the WebSocket
     await sio.shutdown()
+
+
+def _seconds(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
 
 
 async def _healthz(request: web.Request) -> web.Response:
