@@ -432,6 +432,32 @@ async def test_cli_answerer_codec_and_stats_json(hub: RunningHub) -> None:
     assert caller.call.stats.summary()["video"]["codec"] == "VP8"
 
 
+async def test_cli_no_mdns_drops_local_names_and_connects(hub: RunningHub) -> None:
+    """``--no-mdns``: the caller's ``.local`` names are dropped unqueried, the call connects."""
+    room = "cli-no-mdns"
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.prepare()
+        await caller.offer(trickle=[*mdns_candidates(caller.mid), None])
+        answerer = await start_cli(
+            "--server", hub.url, "--room", room, "--role", "answerer", "--size", "320x240",
+            "--no-mdns", "-v",
+        )  # fmt: skip
+        try:
+            assert answerer.stdin is not None
+            answerer.stdin.close()
+            await caller.take_answer()
+            await wait_until(lambda: caller.received["video"] >= 10, WAIT)
+            await caller.hangup()
+            done = await finish(answerer)
+        finally:
+            if answerer.returncode is None:
+                answerer.kill()
+                await answerer.wait()
+    assert done.code == 0, done.stderr
+    for name in MDNS_NAMES:
+        assert f"mDNS candidate {name} not resolved (resolution off)" in done.stderr
+
+
 async def test_cli_offer_with_nothing_usable_is_named(hub: RunningHub) -> None:
     """Only an H.264 Main video m-section: exit 4 with a line naming it and the codecs."""
     room = "cli-nothing"
