@@ -421,13 +421,23 @@ class Call:
         if self.phase == Phase.WAITING:
             self._set_phase(Phase.CONNECTING)
         answer = sdp.split(description_from_json(raw, "answer").sdp)
-        aiortc_answer = sdp.join(answer, answer.sections)
+        local = self.pc.localDescription
+        assert local is not None  # have-local-offer
         try:
+            aiortc_answer, rejects = sdp.applicable_answer(answer, sdp.split(local.sdp))
             await self.pc.setRemoteDescription(RTCSessionDescription(aiortc_answer, "answer"))
         except Exception as exc:
             raise NegotiationFailed(
-                f"could not apply the answerer's answer in room {self.room!r}: {exc}"
+                f"could not apply the answerer's answer in room {self.room!r}: "
+                f"{exc or type(exc).__name__}"
             ) from None
+        if rejects:
+            self.rejected = [s.describe() for s in rejects]
+            log.warning(
+                "room=%s the answerer rejected %s; nothing is sent or received there",
+                self.room,
+                ", ".join(self.rejected),
+            )
         self.negotiations += 1
         self.stats.codec = video_codec(aiortc_answer)
         await self._remote_described(answer)

@@ -8,13 +8,15 @@ over a real hub on loopback, and real frames flow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 
 from peer import aiortc_seam, sdp
 from peer.call import Call
@@ -183,10 +185,32 @@ def inject_first(section: tuple[str, ...], mid: str) -> Callable[[str], str]:
     return edit
 
 
-def drop_first(text: str) -> str:
-    """What the caller's own stack keeps of the answer: its own m-sections."""
-    answer = sdp.split(text)
-    return sdp.join(answer, answer.sections[1:], candidates=True)
+def only_codecs_first(section: tuple[str, ...]) -> Callable[[str], str]:
+    """The caller's own first m-section, sent on the wire with only ``section``'s codecs.
+
+    The caller's stack did offer that m-section, so it applies the real answer, port 0
+    and all, as a browser does.
+    """
+
+    def edit(text: str) -> str:
+        offer = sdp.split(text)
+        first = offer.sections[0]
+        kept = [
+            ln for ln in first.lines[1:] if not ln.startswith(("a=rtpmap", "a=fmtp", "a=rtcp-fb"))
+        ]
+        first.lines = [section[0], *kept, *section[1:]]
+        return sdp.join(offer, offer.sections, candidates=True)
+
+    return edit
+
+
+def sending_first(kind: str) -> Callable[[RTCPeerConnection], None]:
+    """Give the caller a first m-section of ``kind`` that only sends (a camera's)."""
+
+    def setup(pc: RTCPeerConnection) -> None:
+        pc.addTransceiver(kind, direction="sendonly")
+
+    return setup
 
 
 @pytest.mark.slow
@@ -205,21 +229,23 @@ async def test_m_section_without_usable_codec_is_rejected(
     caplog.set_level(logging.INFO, logger="peer")
     room = f"codec-{kind}"
     other = "audio" if kind == "video" else "video"
-    edit = inject_first(section, "cam")
-    async with foreign_caller(hub.url, room, data=True, **{other: True}) as caller:  # type: ignore[arg-type]
+    edit = only_codecs_first(section)
+    options = {"data": True, other: True, "setup": sending_first(kind)}
+    async with foreign_caller(hub.url, room, **options) as caller:  # type: ignore[arg-type]
         if first == "caller":
             await caller.offer(edit)
         async with answering(hub, room, audio="tone") as (me, task):
             if first == "answerer":
                 await caller.offer(edit)
-            answer = sdp.split(await caller.take_answer(drop_first))
+            answer = sdp.split(await caller.take_answer())
             rejected = answer.sections[0]
-            assert (rejected.kind, rejected.port, rejected.mid) == (kind, 0, "cam")
+            assert (rejected.kind, rejected.port, rejected.mid) == (kind, 0, "0")
             assert all(s.port != 0 for s in answer.sections[1:])
-            assert "cam" not in answer.bundle
+            assert "0" not in answer.bundle
             await frames_both_ways(caller, me.call, task, kind=other)
             await chat_both_ways(caller, me.call)
-            assert me.call.rejected == ["m-section 0 (" + kind + ", mid 'cam')"]
+            assert me.call.rejected == ["m-section 0 (" + kind + ", mid '0')"]
+            assert caller.pc.getTransceivers()[0].currentDirection == "inactive"
             lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
             assert len(lines) == 1, lines
             if kind == "video":
@@ -234,14 +260,14 @@ async def test_m_section_without_usable_codec_is_rejected(
 async def test_candidates_of_a_rejected_bundle_tag_reach_the_bundle(hub: RunningHub) -> None:
     """Candidates trickled for the rejected first m-section belong to the BUNDLE transport."""
     room = "codec-trickle"
-    async with foreign_caller(hub.url, room, video=True) as caller:
+    async with foreign_caller(hub.url, room, audio=True, setup=sending_first("video")) as caller:
         await caller.prepare()
-        tagged = [{**c, "sdpMid": "cam", "sdpMLineIndex": 0} for c in caller.real_candidates()]
-        end = {"candidate": "", "sdpMid": "cam"}
-        await caller.offer(inject_first(H264_MAIN, "cam"), trickle=[*tagged, end])
-        async with answering(hub, room) as (me, task):
-            await caller.take_answer(drop_first)
-            await frames_both_ways(caller, me.call, task)
+        tagged = [{**c, "sdpMid": "0", "sdpMLineIndex": 0} for c in caller.real_candidates()]
+        end = {"candidate": "", "sdpMid": "0"}
+        await caller.offer(only_codecs_first(H264_MAIN), trickle=[*tagged, end])
+        async with answering(hub, room, audio="tone") as (me, task):
+            await caller.take_answer()
+            await frames_both_ways(caller, me.call, task, kind="audio")
             assert me.call.remote_ice.signalled == len(tagged)
             await wait_until(lambda: me.call.remote_ice.ends_applied == 1)
             await hang_up(caller, task)
@@ -509,4 +535,60 @@ async def test_caller_reaches_an_mdns_only_answerer(hub: RunningHub) -> None:
             assert await asyncio.wait_for(run, 15) == "hangup"
     finally:
         await pc.close()
+        await client.close()
+
+
+async def test_caller_applies_an_answer_with_a_rejected_m_section(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A browser rejects our audio: port 0, no ICE or DTLS lines. Video still flows."""
+    caplog.set_level(logging.INFO, logger="peer")
+    room = "answer-rejects"
+    client = SignalingClient(hub.url, name="foreign", timeout=10)
+    await client.connect()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    frames: list[int] = []
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        async def count() -> None:
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    await track.recv()
+                    frames.append(1)
+
+        tasks.append(asyncio.create_task(count()))
+
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        async with side(hub.url, "caller", room, audio="tone") as caller:
+            await caller.call.start()
+            join = await client.join(room)
+            await pc.setRemoteDescription(RTCSessionDescription(join["offer"]["sdp"], "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            answer = sdp.split(pc.localDescription.sdp)
+            audio = next(s for s in answer.sections if s.kind == "audio")
+            audio.lines, audio.candidates = sdp.rejected(audio), []
+            answer.session = [
+                ln.replace(f" {audio.mid}", "") if ln.startswith(sdp.BUNDLE_PREFIX) else ln
+                for ln in answer.session
+            ]
+            text = sdp.join(answer, answer.sections, candidates=True)
+            assert "m=audio 0 " in text and f" {audio.mid}" not in text.split("a=group:")[1][:40]
+            await client.answer(room, {"type": "answer", "sdp": text})
+            run = asyncio.create_task(caller.call.run(connect_timeout=WAIT))
+            await connected(caller.call, run)
+            await wait_until(lambda: len(frames) >= 10, WAIT)
+            assert caller.call.rejected == [audio.describe()]
+            kinds = {t.kind: t.currentDirection for t in caller.call.pc.getTransceivers()}
+            assert kinds == {"video": "sendonly", "audio": "inactive"}
+            said = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+            assert len(said) == 1 and audio.describe() in said[0], said
+            await client.hangup(room)
+            assert await asyncio.wait_for(run, 15) == "hangup"
+    finally:
+        await pc.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await client.close()
