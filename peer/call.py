@@ -490,8 +490,32 @@ class Call:
             )
         return DtlsFailed(
             f"DTLS handshake with the {self.other} failed in room {self.room!r} after ICE "
-            f"connected: no cipher suite or certificate both accept (media: {transports})"
+            f"connected: {self._dtls_reason()} (media: {transports})"
         )
+
+    def _dtls_reason(self) -> str:
+        """Why DTLS failed: the certificate's fingerprint, or no suite in common."""
+        transports = [t.receiver.transport for t in self.pc.getTransceivers()]
+        if self.pc.sctp is not None:
+            transports.append(self.pc.sctp.transport)
+        failed = [t for t in transports if t.state == "failed"] or transports
+        digest = next((d for t in failed if (d := aiortc_seam.dtls_peer_digest(t))), None)
+        if digest is None:
+            return "no cipher suite or certificate both accept"
+        remote = self.pc.remoteDescription
+        said = sorted(
+            {
+                line.split()[1].upper()
+                for line in (remote.sdp.splitlines() if remote is not None else [])
+                if line.lower().startswith("a=fingerprint:sha-256 ") and len(line.split()) > 1
+            }
+        )
+        if digest not in said:
+            return (
+                f"the {self.other}'s certificate (sha-256 {digest}) does not match the "
+                f"a=fingerprint of its description (sha-256 {', '.join(said) or 'none'})"
+            )
+        return "no SRTP protection profile in common"
 
     def _media_sections(self) -> list[str]:
         described = self._offer if self.options.role == "caller" else self.remote_ice.description

@@ -96,7 +96,9 @@ def plan_answer(offer: sdp.Description, room: str, codec: str | None = None) -> 
     try:
         parsed = SessionDescription.parse(sdp.join(offer, offer.sections))
     except Exception as exc:  # aiortc's parser raises whatever the bad line causes
-        raise NegotiationFailed(f"the offer in room {room!r} could not be read: {exc}") from None
+        raise NegotiationFailed(
+            f"the offer in room {room!r} could not be read: {unreadable(offer, exc)}"
+        ) from None
     if len(parsed.media) != len(offer.sections):
         raise NegotiationFailed(f"the offer in room {room!r} has m-lines aiortc cannot read")
     plan = AnswerPlan(offer)
@@ -106,15 +108,48 @@ def plan_answer(offer: sdp.Description, room: str, codec: str | None = None) -> 
             plan.rejected.append(Rejection(section, reason))
             log.warning("room=%s %s rejected: %s", room, section.describe(), reason)
             continue
+        missing = _missing_transport(offer, section, media)
+        if missing is not None:
+            raise NegotiationFailed(
+                f"the offer in room {room!r} cannot be answered: {section.describe()} "
+                f"has no {missing}"
+            )
         if codec is not None and section.kind == "video":
             _prefer(section, media.rtp.codecs, codec)
         plan.kept.append(section)
     if not plan.kept:
         raise NegotiationFailed(
             f"nothing in the offer in room {room!r} can be answered: "
-            + "; ".join(f"{r.section.describe()}: {r.reason}" for r in plan.rejected)
+            + (
+                "; ".join(f"{r.section.describe()}: {r.reason}" for r in plan.rejected)
+                or "it has no m-section"
+            )
         )
     return plan
+
+
+def unreadable(offer: sdp.Description, exc: Exception) -> str:
+    """Words for a parse failure; aiortc's parser often raises with no message."""
+    if not offer.sections:
+        return "it has no m-section (is it SDP at all?)"
+    for s in offer.sections:
+        if s.port != 0 and not s.formats:
+            return f"{s.describe()} lists no payload types in its m-line"
+    return str(exc) or f"{type(exc).__name__} in aiortc's SDP parser"
+
+
+def _missing_transport(
+    offer: sdp.Description, section: sdp.Section, media: MediaDescription
+) -> str | None:
+    """What a kept m-section lacks for ICE and DTLS, or ``None``."""
+    if not media.ice.usernameFragment or not media.ice.password:
+        return "a=ice-ufrag / a=ice-pwd (ICE credentials)"
+    if media.dtls is None or not media.dtls.fingerprints:
+        lines = [*offer.session, *section.lines]
+        if not any(ln.startswith("a=fingerprint:") for ln in lines):
+            return "a=fingerprint (the DTLS certificate fingerprint media is secured with)"
+        return "a=setup (the DTLS role)"
+    return None
 
 
 def _rejection(section: sdp.Section, media: MediaDescription) -> str | None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -20,7 +21,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from peer import aiortc_seam, sdp
 from peer.call import Call
-from peer.errors import CallTimeout, DtlsFailed
+from peer.errors import CallTimeout, DtlsFailed, NegotiationFailed
 from peer.signaling import SignalingClient
 from tests.conftest import RunningHub
 
@@ -592,3 +593,71 @@ async def test_caller_applies_an_answer_with_a_rejected_m_section(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await client.close()
+
+
+def without_lines(prefix: str) -> Callable[[str], str]:
+    return lambda text: "".join(
+        ln for ln in text.splitlines(keepends=True) if not ln.startswith(prefix)
+    )
+
+
+async def test_cli_offer_without_fingerprint_is_refused_in_words(hub: RunningHub) -> None:
+    """No ``a=fingerprint``: refused at once, exit 4, one line, no traceback."""
+    room = "no-fingerprint"
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.offer(without_lines("a=fingerprint"))
+        done = await run_cli(
+            "--server", hub.url, "--room", room, "--role", "answerer", "--timeout", "20"
+        )  # fmt: skip
+    assert done.code == 4, done.stderr
+    assert "Traceback" not in done.stderr and "Task exception" not in done.stderr
+    assert done.last_error_line == (
+        f"p2pcall-peer: the offer in room {room!r} cannot be answered: m-section 0 "
+        "(video, mid '0') has no a=fingerprint (the DTLS certificate fingerprint media "
+        "is secured with)"
+    )
+
+
+async def test_offer_without_payload_types_says_so(hub: RunningHub) -> None:
+    """An m-line with no payload types: aiortc's parser says nothing; we name it."""
+    room = "no-payload-types"
+
+    def bare_mline(text: str) -> str:
+        offer = sdp.split(text)
+        head = offer.sections[0].lines[0].split()
+        offer.sections[0].lines[0] = " ".join(head[:3])
+        return sdp.join(offer, offer.sections, candidates=True)
+
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.offer(bare_mline)
+        async with side(hub.url, "answerer", room) as me:
+            with pytest.raises(NegotiationFailed) as info:  # the held offer, at start
+                await me.call.start()
+                await me.call.run(connect_timeout=WAIT)
+    assert str(info.value) == (
+        f"the offer in room {room!r} could not be read: m-section 0 (video, mid '0') "
+        "lists no payload types in its m-line"
+    )
+
+
+@pytest.mark.slow
+async def test_dtls_fingerprint_mismatch_is_named(hub: RunningHub) -> None:
+    """The caller's certificate is not the one its offer names: we say so, not ciphers."""
+    room = "bad-fingerprint"
+
+    def wrong(text: str) -> str:
+        return re.sub(r"(a=fingerprint:sha-256 )[0-9A-F]{2}", r"\g<1>00", text)
+
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.offer(wrong)
+        async with side(hub.url, "answerer", room) as me:
+            await me.call.start()
+            take = asyncio.create_task(caller.take_answer())
+            with pytest.raises(DtlsFailed) as info:
+                await me.call.run(connect_timeout=WAIT)
+            await take
+    message = str(info.value)
+    assert "DTLS handshake with the caller failed" in message
+    assert "the caller's certificate (sha-256 " in message
+    assert "does not match the a=fingerprint of its description (sha-256 00" in message
+    assert "cipher" not in message
