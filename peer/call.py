@@ -559,9 +559,13 @@ class Call:
     def _timeout_message(self, timeout: float) -> str:
         if self.phase == Phase.WAITING:
             return f"no {self.other} came to room {self.room!r} within {timeout:g} s (--timeout)"
+        ice = self.pc.iceConnectionState
+        dtls = ""
+        if ice in ("connected", "completed"):
+            dtls = "; ICE connected but the DTLS handshake did not finish (no DTLS reply)"
         return (
             f"the call in room {self.room!r} did not connect within {timeout:g} s (--timeout): "
-            f"ICE {self.pc.iceConnectionState}, {self.remote_ice.summary()}"
+            f"ICE {ice}, {self.remote_ice.summary()}{dtls}"
         )
 
     async def _handle(self, event: CallEvent) -> str | None:

@@ -142,7 +142,7 @@ def _missing_transport(
     offer: sdp.Description, section: sdp.Section, media: MediaDescription
 ) -> str | None:
     """What a kept m-section lacks for ICE and DTLS, or ``None``."""
-    if not media.ice.usernameFragment or not media.ice.password:
+    if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
         return "a=ice-ufrag / a=ice-pwd (ICE credentials)"
     if media.dtls is None or not media.dtls.fingerprints:
         lines = [*offer.session, *section.lines]

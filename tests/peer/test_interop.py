@@ -661,3 +661,27 @@ async def test_dtls_fingerprint_mismatch_is_named(hub: RunningHub) -> None:
     assert "the caller's certificate (sha-256 " in message
     assert "does not match the a=fingerprint of its description (sha-256 00" in message
     assert "cipher" not in message
+
+
+async def test_silent_dtls_peer_times_out_naming_dtls(hub: RunningHub) -> None:
+    """ICE connects but the caller never answers DTLS: the timeout says DTLS, not ICE."""
+    room = "dtls-silent"
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.prepare()
+
+        async def never(*args: object) -> None:
+            return None
+
+        for transceiver in caller.pc.getTransceivers():
+            transceiver.receiver.transport.start = never  # type: ignore[method-assign]
+        await caller.offer()
+        async with side(hub.url, "answerer", room, video="none") as me:
+            await me.call.start()
+            take = asyncio.create_task(caller.take_answer())
+            with pytest.raises(CallTimeout) as info:
+                await me.call.run(connect_timeout=8)
+            await take
+            assert me.call.pc.iceConnectionState in ("connected", "completed")
+    message = str(info.value)
+    assert "did not connect within 8 s" in message
+    assert "ICE connected but the DTLS handshake did not finish" in message
