@@ -208,6 +208,7 @@ class Call:
         self.on_chat = on_chat
         self.negotiations = 0
         self.not_sent: list[str] = []
+        self._said_not_sent: set[str] = set()
         self.rejected: list[str] = []
         self.inbox: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -392,22 +393,39 @@ class Call:
         await self.signaling.candidate(self.room, None)
 
     def _add_sources(self, plan: AnswerPlan) -> None:
-        """Send each source on the offered m-section of its kind; name those not sent, once."""
-        if self._tracks_added:
+        """Send each source on the offered m-section of its kind; name those not sent.
+
+        Every offer is looked at, so a re-offer that adds a kind gets our source of that
+        kind; a source not sent is named once per reason.
+        """
+        if self._tracks_added:  # the caller added its sources at start
             return
-        self._tracks_added = True
+        sending = {sender.track for sender in self.pc.getSenders() if sender.track is not None}
         reasons: list[str] = []
+        not_sent: list[str] = []
         for track in (self.sources.video, self.sources.audio):
-            if track is None:
+            if track is None or track in sending:
                 continue
-            if track.kind not in plan.kinds():
-                reasons.append(f"{track.kind} (the offer has no usable {track.kind} m-section)")
-            elif not plan.receives(track.kind):
-                reasons.append(f"{track.kind} (the offer's {track.kind} m-section only sends)")
+            kind = track.kind
+            if kind not in plan.kinds():
+                reason = f"{kind} (the offer has no usable {kind} m-section)"
+            elif not plan.receives(kind):
+                state = "is inactive" if plan.inactive(kind) else "only sends"
+                reason = f"{kind} (the offer's {kind} m-section {state})"
             else:
                 self.pc.addTrack(track)
+                if self.negotiations:
+                    log.info(
+                        "room=%s the re-offer has an m-section for our %s: sending it",
+                        self.room,
+                        kind,
+                    )
                 continue
-            self.not_sent.append(track.kind)
+            not_sent.append(kind)
+            if reason not in self._said_not_sent:
+                self._said_not_sent.add(reason)
+                reasons.append(reason)
+        self.not_sent = not_sent
         if reasons:
             log.warning("room=%s not sending %s", self.room, "; ".join(reasons))
 

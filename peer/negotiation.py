@@ -52,6 +52,11 @@ class AnswerPlan:
         """Whether the offerer takes ``kind`` from us (a kept m-section not sendonly)."""
         return any(s.kind == kind and direction(s) in ("sendrecv", "recvonly") for s in self.kept)
 
+    def inactive(self, kind: str) -> bool:
+        """Whether every kept m-section of ``kind`` is ``a=inactive``."""
+        sections = [s for s in self.kept if s.kind == kind]
+        return bool(sections) and all(direction(s) == "inactive" for s in sections)
+
 
 def direction(section: sdp.Section) -> str:
     for line in section.lines:

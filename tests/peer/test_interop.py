@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamError
 from peer import aiortc_seam, sdp
 from peer.call import Call
 from peer.errors import CallTimeout, DtlsFailed, NegotiationFailed
+from peer.media import ToneSource
 from peer.signaling import SignalingClient
 from tests.conftest import RunningHub
 
@@ -685,3 +686,37 @@ async def test_silent_dtls_peer_times_out_naming_dtls(hub: RunningHub) -> None:
     message = str(info.value)
     assert "did not connect within 8 s" in message
     assert "ICE connected but the DTLS handshake did not finish" in message
+
+
+@pytest.mark.slow
+async def test_reoffer_adding_a_kind_gets_our_source(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Video-only call, then the caller re-offers with audio: our tone goes out on it."""
+    caplog.set_level(logging.INFO, logger="peer")
+    room = "reoffer-audio"
+    async with foreign_caller(hub.url, room, video=True) as caller:
+        await caller.offer()
+        async with answering(hub, room, audio="tone") as (me, task):
+            await caller.take_answer()
+            await frames_both_ways(caller, me.call, task)
+            assert me.call.not_sent == ["audio"]
+            tone = ToneSource()
+            try:
+                caller.pc.addTrack(tone)
+                await caller.pc.setLocalDescription(await caller.pc.createOffer())
+                offer = caller.pc.localDescription.sdp
+                await caller.client.offer(room, {"type": "offer", "sdp": offer})
+                answer = sdp.split(await caller.take_answer())
+                audio = [s for s in answer.sections if s.kind == "audio"]
+                assert len(audio) == 1 and "a=sendrecv" in audio[0].lines, audio
+                await wait_until(lambda: caller.received["audio"] >= 10, WAIT)
+                assert me.call.not_sent == []
+                said = [r.getMessage() for r in caplog.records]
+                assert any(
+                    "the re-offer has an m-section for our audio: sending it" in m for m in said
+                )
+                assert sum("not sending audio" in m for m in said) == 1, said
+            finally:
+                tone.stop()
+            await hang_up(caller, task)
