@@ -165,7 +165,7 @@ def video_codec(text: str) -> str | None:
     the common codecs in the order of the offer as the answerer ordered it.
     """
     for media in SessionDescription.parse(text).media:
-        if media.kind == "video" and media.port != 0:
+        if media.kind == "video" and media.port != 0 and media.direction != "inactive":
             for codec in media.rtp.codecs:
                 if codec.name.lower() != "rtx":
                     return codec.name
@@ -215,6 +215,7 @@ class Call:
         self._relay = MediaRelay()
         self._recorder: MediaRecorder | None = None
         self._recorder_started = False
+        self._recorded_tracks = 0
         self._tracks_added = False
         self._closed = False
         self._offer: sdp.Description | None = None
@@ -287,6 +288,7 @@ class Call:
         log.info("room=%s remote %s track", self.room, track.kind)
         recorder = self._recorder
         if recorder is not None:
+            self._recorded_tracks += 1
             recorder.addTrack(self._relay.subscribe(track, buffered=False))
             track = self._relay.subscribe(track, buffered=False)
         if track.kind == "video":
@@ -464,6 +466,13 @@ class Call:
         if self._recorder is not None and not self._recorder_started:
             self._recorder_started = True
             await self._recorder.start()
+            if not self._recorded_tracks:
+                log.warning(
+                    "room=%s --record: the %s sends no audio or video; nothing is written to %s",
+                    self.room,
+                    self.other,
+                    self.options.record,
+                )
         await self.remote_ice.described(description)
 
     async def _on_candidate(self, raw: Any) -> None:

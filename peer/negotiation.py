@@ -39,6 +39,7 @@ class AnswerPlan:
     offer: sdp.Description
     kept: list[sdp.Section] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    codec_missing: list[str] = field(default_factory=list)  # --codec wanted, not offered
 
     @property
     def aiortc_offer(self) -> str:
@@ -89,7 +90,7 @@ def supported(kind: str) -> str:
         for c in (capabilities.codecs if capabilities is not None else [])
         if not c.mimeType.lower().endswith("/rtx")
     ]
-    return ", ".join(names)
+    return ", ".join(dict.fromkeys(names))
 
 
 def plan_answer(offer: sdp.Description, room: str, codec: str | None = None) -> AnswerPlan:
@@ -120,7 +121,16 @@ def plan_answer(offer: sdp.Description, room: str, codec: str | None = None) -> 
                 f"has no {missing}"
             )
         if codec is not None and section.kind == "video":
-            _prefer(section, media.rtp.codecs, codec)
+            if not _prefer(section, media.rtp.codecs, codec) and codec not in plan.codec_missing:
+                plan.codec_missing.append(codec)
+                log.warning(
+                    "room=%s --codec %s: %s offers no %s this peer can use; answering "
+                    "with the offer's order",
+                    room,
+                    codec,
+                    section.describe(),
+                    codec.upper(),
+                )
         plan.kept.append(section)
     if not plan.kept:
         raise NegotiationFailed(
@@ -169,6 +179,7 @@ def _rejection(section: sdp.Section, media: MediaDescription) -> str | None:
     offered: list[RTCRtpCodecParameters] = list(media.rtp.codecs)
     if not aiortc_seam.usable_codecs(kind, offered):
         names = [codec_name(c) for c in offered if not c.mimeType.lower().endswith("/rtx")]
+        names = list(dict.fromkeys(names))  # the same codec in several packetization modes
         return (
             f"no {kind} codec in common: offered {', '.join(names) or 'none'}; "
             f"this peer supports {supported(kind)}"
@@ -176,15 +187,17 @@ def _rejection(section: sdp.Section, media: MediaDescription) -> str | None:
     return None
 
 
-def _prefer(section: sdp.Section, offered: list[RTCRtpCodecParameters], codec: str) -> None:
+def _prefer(section: sdp.Section, offered: list[RTCRtpCodecParameters], codec: str) -> bool:
+    """Put ``codec`` first in ``section``; False when the offer has none of it."""
     usable = aiortc_seam.usable_codecs("video", offered)
     wanted = f"video/{codec}".lower()
     first = [str(c.payloadType) for c in usable if c.mimeType.lower() == wanted]
     if not first:
-        return
+        return False
     rtx = [
         str(c.payloadType)
         for c in offered
         if c.mimeType.lower() == "video/rtx" and str(c.parameters.get("apt")) in first
     ]
     sdp.prefer_payloads(section, first + rtx)
+    return True

@@ -14,15 +14,23 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 
 from peer import aiortc_seam, sdp
 from peer.call import Call
 from peer.errors import CallTimeout, DtlsFailed, NegotiationFailed
 from peer.media import ToneSource
+from peer.negotiation import plan_answer
 from peer.signaling import SignalingClient
 from tests.conftest import RunningHub
 
@@ -720,3 +728,105 @@ async def test_reoffer_adding_a_kind_gets_our_source(
             finally:
                 tone.stop()
             await hang_up(caller, task)
+
+
+# -- messages ----------------------------------------------------------------------------
+
+
+async def test_inactive_video_is_named_and_no_codec_reported(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ``a=inactive`` video m-section: "is inactive" (not "only sends"), no codec used."""
+    caplog.set_level(logging.INFO, logger="peer")
+    room = "inactive-video"
+
+    def inactive(text: str) -> str:
+        offer = sdp.split(text)
+        video = offer.sections[0]
+        video.lines = [("a=inactive" if ln == "a=sendrecv" else ln) for ln in video.lines]
+        return sdp.join(offer, offer.sections, candidates=True)
+
+    async with foreign_caller(hub.url, room, video=True, data=True) as caller:
+        await caller.offer(inactive)
+        async with answering(hub, room) as (me, task):
+            await caller.take_answer()
+            await connected(me.call, task)
+            await chat_both_ways(caller, me.call)
+            assert me.call.not_sent == ["video"]
+            said = [r.getMessage() for r in caplog.records if "not sending" in r.getMessage()]
+            assert len(said) == 1 and "video (the offer's video m-section is inactive)" in said[0]
+            assert me.call.stats.codec is None
+            await hang_up(caller, task)
+
+
+def vp8_only(pc: RTCPeerConnection) -> None:
+    """A caller whose camera offers VP8 alone."""
+    capabilities = RTCRtpSender.getCapabilities("video")
+    assert capabilities is not None
+    transceiver = pc.addTransceiver("video")
+    transceiver.setCodecPreferences(
+        [c for c in capabilities.codecs if c.mimeType.lower() in ("video/vp8", "video/rtx")]
+    )
+
+
+async def test_answerer_codec_not_offered_says_so_once(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``codec="h264"`` against a VP8-only offer: one line, and the call goes on in VP8."""
+    caplog.set_level(logging.INFO, logger="peer")
+    room = "codec-missing"
+    async with foreign_caller(hub.url, room, video=True, setup=vp8_only) as caller:
+        await caller.offer()
+        async with answering(hub, room, codec="h264") as (me, task):
+            await caller.take_answer()
+            await frames_both_ways(caller, me.call, task)
+            said = [r.getMessage() for r in caplog.records if "--codec" in r.getMessage()]
+            assert said == [
+                f"room={room} --codec h264: m-section 0 (video, mid '0') offers no H264 this "
+                "peer can use; answering with the offer's order"
+            ]
+            assert me.call.stats.codec == "VP8"
+            await hang_up(caller, task)
+
+
+async def test_record_with_nothing_to_record_says_so(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """``record=`` on a data-only offer: one line saying no file will be written."""
+    caplog.set_level(logging.INFO, logger="peer")
+    room = "record-nothing"
+    target = tmp_path / "call.webm"
+    async with foreign_caller(hub.url, room, data=True) as caller:
+        await caller.offer()
+        async with answering(hub, room, record=target) as (me, task):
+            await caller.take_answer()
+            await connected(me.call, task)
+            said = [r.getMessage() for r in caplog.records if "--record" in r.getMessage()]
+            assert said == [
+                f"room={room} --record: the caller sends no audio or video; nothing is "
+                f"written to {target}"
+            ]
+            await hang_up(caller, task)
+    assert not target.exists()
+
+
+H264_HIGH_TWO_MODES = (
+    "m=video 9 UDP/TLS/RTP/SAVPF 100 101",
+    "a=rtpmap:100 H264/90000",
+    "a=fmtp:100 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640c1f",
+    "a=rtpmap:101 H264/90000",
+    "a=fmtp:101 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=640c1f",
+)
+
+
+async def test_rejection_names_each_codec_once(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """H.264 High in two packetization modes (as Chrome offers it) is named once."""
+    caplog.set_level(logging.INFO, logger="peer")
+    async with foreign_caller(hub.url, "codec-names", video=True) as caller:
+        await caller.prepare()
+        offer = sdp.split(only_codecs_first(H264_HIGH_TWO_MODES)(caller.pc.localDescription.sdp))
+    with pytest.raises(NegotiationFailed) as info:
+        plan_answer(offer, "codec-names")
+    assert "offered H264 (profile-level-id=640c1f); this peer supports" in str(info.value)
