@@ -316,6 +316,10 @@ async def test_offer_with_fewer_kinds_than_our_sources(
             assert [s.kind for s in answer.sections] == [
                 {"data": "application"}.get(k, k) for k in offered
             ]
+            if "audio" in offered:  # Opus, offered first, is the codec of the answer
+                audio = next(s for s in answer.sections if s.kind == "audio")
+                rtpmap = next(ln for ln in audio.lines if ln.startswith("a=rtpmap:"))
+                assert rtpmap.endswith(" opus/48000/2"), rtpmap
             if "data" in offered:
                 await connected(me.call, task)
                 await chat_both_ways(caller, me.call)
@@ -830,3 +834,31 @@ async def test_rejection_names_each_codec_once(
     with pytest.raises(NegotiationFailed) as info:
         plan_answer(offer, "codec-names")
     assert "offered H264 (profile-level-id=640c1f); this peer supports" in str(info.value)
+
+
+async def test_cli_chat_and_stats_json_share_stdout(hub: RunningHub) -> None:
+    """``--chat --stats-json -``: the chat lines, then the stats object at exit."""
+    room = "cli-chat-stats"
+    async with foreign_caller(hub.url, room, data=True) as caller:
+        await caller.offer()
+        answerer = await start_cli(
+            "--server", hub.url, "--room", room, "--role", "answerer", "--video", "none",
+            "--chat", "--stats-json", "-",
+        )  # fmt: skip
+        try:
+            assert answerer.stdin is not None
+            await caller.take_answer()
+            await asyncio.wait_for(caller.chat_open.wait(), WAIT)
+            caller.send_chat("hi there")
+            assert answerer.stdout is not None
+            first = await asyncio.wait_for(answerer.stdout.readline(), WAIT)
+            assert first.decode().strip() == "foreign: hi there"
+            await caller.hangup()
+            done = await finish(answerer)
+        finally:
+            if answerer.returncode is None:
+                answerer.kill()
+                await answerer.wait()
+    assert done.code == 0, done.stderr
+    stats = json.loads(done.stdout)  # all that is left on stdout: the stats object
+    assert stats["frames_received"] == 0
