@@ -862,3 +862,17 @@ async def test_cli_chat_and_stats_json_share_stdout(hub: RunningHub) -> None:
     assert done.code == 0, done.stderr
     stats = json.loads(done.stdout)  # all that is left on stdout: the stats object
     assert stats["frames_received"] == 0
+
+
+async def test_offer_with_no_m_section_says_so(hub: RunningHub) -> None:
+    """A description with no m-section: the refusal says that, not an empty reason."""
+    room = "no-m-section"
+    async with foreign_caller(hub.url, room) as caller:
+        await caller.offer(lambda text: text.split("m=", 1)[0])
+        async with side(hub.url, "answerer", room) as me:
+            with pytest.raises(NegotiationFailed) as info:  # the held offer, at start
+                await me.call.start()
+                await me.call.run(connect_timeout=WAIT)
+    assert str(info.value) == (
+        f"nothing in the offer in room {room!r} can be answered: it has no m-section"
+    )
