@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "SERIES",
     "check",
+    "dtls_peer_digest",
     "hooks_enabled",
     "usable_codecs",
     "widen_dtls_ciphers",
@@ -37,6 +38,7 @@ RECEIVER_STARTED = "_RTCRtpReceiver__started"
 PC_CREATE_TRANSCEIVER = "_RTCPeerConnection__createTransceiver"
 PC_CERTIFICATES = "_RTCPeerConnection__certificates"
 CERT_SSL_CONTEXT = "_create_ssl_context"
+DTLS_SSL = "_ssl"  # RTCDtlsTransport's pyOpenSSL connection
 
 # aiortc offers only ECDSA suites (rtcdtlstransport.py). When it answers it is the DTLS
 # client, and a caller with an RSA certificate (GStreamer's webrtcbin, embedded stacks)
@@ -142,3 +144,27 @@ def _compatible(
 
     theirs = offered.parameters
     return mode(parameters) == mode(theirs) and profile_idc(parameters) == profile_idc(theirs)
+
+
+def dtls_peer_digest(transport: Any, algorithm: str = "sha-256") -> str | None:
+    """The ``algorithm`` digest of the certificate the other side presented over DTLS.
+
+    ``None`` when the handshake did not complete (no cipher suite or certificate both
+    accept) or the hooks are off. aiortc only logs at debug level why a handshake
+    failed; a digest that is there but does not match the other side's
+    ``a=fingerprint`` is a fingerprint mismatch.
+    """
+    if not hooks_enabled() or not getattr(transport, "encrypted", False):
+        return None
+    connection = getattr(transport, DTLS_SSL, None)
+    if connection is None:
+        return None
+    from aiortc.rtcdtlstransport import certificate_digest
+
+    try:
+        certificate = connection.get_peer_certificate(as_cryptography=True)
+    except Exception:  # pyOpenSSL raises its own errors; no digest then
+        return None
+    if certificate is None:
+        return None
+    return str(certificate_digest(certificate, algorithm))

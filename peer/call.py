@@ -190,7 +190,7 @@ def video_codec(text: str) -> str | None:
     the common codecs in the order of the offer as the answerer ordered it.
     """
     for media in SessionDescription.parse(text).media:
-        if media.kind == "video" and media.port != 0:
+        if media.kind == "video" and media.port != 0 and media.direction != "inactive":
             for codec in media.rtp.codecs:
                 if codec.name.lower() != "rtx":
                     return codec.name
@@ -233,6 +233,7 @@ class Call:
         self.on_chat = on_chat
         self.negotiations = 0
         self.not_sent: list[str] = []
+        self._said_not_sent: set[str] = set()
         self.rejected: list[str] = []
         self.signaling_state = SignalingState.UP
         self.signaling_states: list[SignalingState] = [SignalingState.UP]
@@ -243,6 +244,7 @@ class Call:
         self._relay = MediaRelay()
         self._recorder: MediaRecorder | None = None
         self._recorder_started = False
+        self._recorded_tracks = 0
         self._tracks_added = False
         self._in_room = False  # the hub took our offer or join: a lost session loses the room
         self._closed = False
@@ -363,6 +365,7 @@ class Call:
         log.info("room=%s remote %s track", self.room, track.kind)
         recorder = self._recorder
         if recorder is not None:
+            self._recorded_tracks += 1
             recorder.addTrack(self._relay.subscribe(track, buffered=False))
             track = self._relay.subscribe(track, buffered=False)
         if track.kind == "video":
@@ -472,22 +475,39 @@ class Call:
         await self.signaling.candidate(self.room, None)
 
     def _add_sources(self, plan: AnswerPlan) -> None:
-        """Send each source on the offered m-section of its kind; name those not sent, once."""
-        if self._tracks_added:
+        """Send each source on the offered m-section of its kind; name those not sent.
+
+        Every offer is looked at, so a re-offer that adds a kind gets our source of that
+        kind; a source not sent is named once per reason.
+        """
+        if self._tracks_added:  # the caller added its sources at start
             return
-        self._tracks_added = True
+        sending = {sender.track for sender in self.pc.getSenders() if sender.track is not None}
         reasons: list[str] = []
+        not_sent: list[str] = []
         for track in (self.sources.video, self.sources.audio):
-            if track is None:
+            if track is None or track in sending:
                 continue
-            if track.kind not in plan.kinds():
-                reasons.append(f"{track.kind} (the offer has no usable {track.kind} m-section)")
-            elif not plan.receives(track.kind):
-                reasons.append(f"{track.kind} (the offer's {track.kind} m-section only sends)")
+            kind = track.kind
+            if kind not in plan.kinds():
+                reason = f"{kind} (the offer has no usable {kind} m-section)"
+            elif not plan.receives(kind):
+                state = "is inactive" if plan.inactive(kind) else "only sends"
+                reason = f"{kind} (the offer's {kind} m-section {state})"
             else:
                 self.pc.addTrack(track)
+                if self.negotiations:
+                    log.info(
+                        "room=%s the re-offer has an m-section for our %s: sending it",
+                        self.room,
+                        kind,
+                    )
                 continue
-            self.not_sent.append(track.kind)
+            not_sent.append(kind)
+            if reason not in self._said_not_sent:
+                self._said_not_sent.add(reason)
+                reasons.append(reason)
+        self.not_sent = not_sent
         if reasons:
             log.warning("room=%s not sending %s", self.room, "; ".join(reasons))
 
@@ -501,13 +521,23 @@ class Call:
         if self.phase == Phase.WAITING:
             self._set_phase(Phase.CONNECTING)
         answer = sdp.split(description_from_json(raw, "answer").sdp)
-        aiortc_answer = sdp.join(answer, answer.sections)
+        local = self.pc.localDescription
+        assert local is not None  # have-local-offer
         try:
+            aiortc_answer, rejects = sdp.applicable_answer(answer, sdp.split(local.sdp))
             await self.pc.setRemoteDescription(RTCSessionDescription(aiortc_answer, "answer"))
         except Exception as exc:
             raise NegotiationFailed(
-                f"could not apply the answerer's answer in room {self.room!r}: {exc}"
+                f"could not apply the answerer's answer in room {self.room!r}: "
+                f"{exc or type(exc).__name__}"
             ) from None
+        if rejects:
+            self.rejected = [s.describe() for s in rejects]
+            log.warning(
+                "room=%s the answerer rejected %s; nothing is sent or received there",
+                self.room,
+                ", ".join(self.rejected),
+            )
         self.negotiations += 1
         self.stats.codec = video_codec(aiortc_answer)
         await self._remote_described(answer)
@@ -516,6 +546,13 @@ class Call:
         if self._recorder is not None and not self._recorder_started:
             self._recorder_started = True
             await self._recorder.start()
+            if not self._recorded_tracks:
+                log.warning(
+                    "room=%s --record: the %s sends no audio or video; nothing is written to %s",
+                    self.room,
+                    self.other,
+                    self.options.record,
+                )
         await self.remote_ice.described(description)
 
     async def _on_candidate(self, raw: Any) -> None:
@@ -592,8 +629,32 @@ class Call:
             )
         return DtlsFailed(
             f"DTLS handshake with the {self.other} failed in room {self.room!r} after ICE "
-            f"connected: no cipher suite or certificate both accept (media: {transports})"
+            f"connected: {self._dtls_reason()} (media: {transports})"
         )
+
+    def _dtls_reason(self) -> str:
+        """Why DTLS failed: the certificate's fingerprint, or no suite in common."""
+        transports = [t.receiver.transport for t in self.pc.getTransceivers()]
+        if self.pc.sctp is not None:
+            transports.append(self.pc.sctp.transport)
+        failed = [t for t in transports if t.state == "failed"] or transports
+        digest = next((d for t in failed if (d := aiortc_seam.dtls_peer_digest(t))), None)
+        if digest is None:
+            return "no cipher suite or certificate both accept"
+        remote = self.pc.remoteDescription
+        said = sorted(
+            {
+                line.split()[1].upper()
+                for line in (remote.sdp.splitlines() if remote is not None else [])
+                if line.lower().startswith("a=fingerprint:sha-256 ") and len(line.split()) > 1
+            }
+        )
+        if digest not in said:
+            return (
+                f"the {self.other}'s certificate (sha-256 {digest}) does not match the "
+                f"a=fingerprint of its description (sha-256 {', '.join(said) or 'none'})"
+            )
+        return "no SRTP protection profile in common"
 
     def _media_sections(self) -> list[str]:
         described = self._offer if self.options.role == "caller" else self.remote_ice.description
@@ -637,14 +698,14 @@ class Call:
     def _timeout_message(self, timeout: float) -> str:
         if self.phase == Phase.WAITING:
             return f"no {self.other} came to room {self.room!r} within {timeout:g} s (--timeout)"
+        ice = self.pc.iceConnectionState
+        dtls = ""
+        if ice in ("connected", "completed"):
+            dtls = "; ICE connected but the DTLS handshake did not finish (no DTLS reply)"
         return (
             f"the call in room {self.room!r} did not connect within {timeout:g} s (--timeout): "
-            f"ICE {self.pc.iceConnectionState}, {self.remote_ice.summary()}"
-            + (
-                ""
-                if self.pc.iceConnectionState in ("connected", "completed")
-                else "; " + self._route_note()
-            )
+            f"ICE {ice}, {self.remote_ice.summary()}{dtls}"
+            + ("" if dtls else "; " + self._route_note())
         )
 
     async def _handle(self, event: CallEvent) -> str | None:

@@ -46,6 +46,8 @@ class PeerConfig:
     ice_servers: tuple[dict[str, Any], ...] | None = None
     relay_only: bool = False
     chat: bool = False
+    # resolve the other side's ``<uuid>.local`` candidates by multicast DNS (224.0.0.251)
+    mdns: bool = True
     verbose: int = 0
 
 
@@ -94,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--chat", action="store_true", default=None, help="send stdin lines as chat (env PEER_CHAT)"
+    )
+    add(
+        "--no-mdns",
+        action="store_true",
+        default=None,
+        help="do not resolve the other side's <uuid>.local candidates by multicast DNS; they "
+        "are dropped and the call relies on its other candidates (env PEER_NO_MDNS)",
     )
     add("-v", "--verbose", action="count", default=None, help="more logging; -vv for debug")
     return p
@@ -223,6 +232,8 @@ def config_from_args(
         )
     if args.chat is not None or "PEER_CHAT" in env:
         kw["chat"] = True if args.chat else _flag("PEER_CHAT", env["PEER_CHAT"])
+    if args.no_mdns is not None or "PEER_NO_MDNS" in env:
+        kw["mdns"] = not (True if args.no_mdns else _flag("PEER_NO_MDNS", env["PEER_NO_MDNS"]))
     if args.verbose is not None:
         kw["verbose"] = args.verbose
     elif "PEER_VERBOSE" in env:

@@ -39,6 +39,7 @@ class AnswerPlan:
     offer: sdp.Description
     kept: list[sdp.Section] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    codec_missing: list[str] = field(default_factory=list)  # --codec wanted, not offered
 
     @property
     def aiortc_offer(self) -> str:
@@ -51,6 +52,11 @@ class AnswerPlan:
     def receives(self, kind: str) -> bool:
         """Whether the offerer takes ``kind`` from us (a kept m-section not sendonly)."""
         return any(s.kind == kind and direction(s) in ("sendrecv", "recvonly") for s in self.kept)
+
+    def inactive(self, kind: str) -> bool:
+        """Whether every kept m-section of ``kind`` is ``a=inactive``."""
+        sections = [s for s in self.kept if s.kind == kind]
+        return bool(sections) and all(direction(s) == "inactive" for s in sections)
 
 
 def direction(section: sdp.Section) -> str:
@@ -84,7 +90,7 @@ def supported(kind: str) -> str:
         for c in (capabilities.codecs if capabilities is not None else [])
         if not c.mimeType.lower().endswith("/rtx")
     ]
-    return ", ".join(names)
+    return ", ".join(dict.fromkeys(names))
 
 
 def plan_answer(offer: sdp.Description, room: str, codec: str | None = None) -> AnswerPlan:
@@ -96,7 +102,9 @@ def plan_answer(offer: sdp.Description, room: str, codec: str | None = None) -> 
     try:
         parsed = SessionDescription.parse(sdp.join(offer, offer.sections))
     except Exception as exc:  # aiortc's parser raises whatever the bad line causes
-        raise NegotiationFailed(f"the offer in room {room!r} could not be read: {exc}") from None
+        raise NegotiationFailed(
+            f"the offer in room {room!r} could not be read: {unreadable(offer, exc)}"
+        ) from None
     if len(parsed.media) != len(offer.sections):
         raise NegotiationFailed(f"the offer in room {room!r} has m-lines aiortc cannot read")
     plan = AnswerPlan(offer)
@@ -106,15 +114,57 @@ def plan_answer(offer: sdp.Description, room: str, codec: str | None = None) -> 
             plan.rejected.append(Rejection(section, reason))
             log.warning("room=%s %s rejected: %s", room, section.describe(), reason)
             continue
+        missing = _missing_transport(offer, section, media)
+        if missing is not None:
+            raise NegotiationFailed(
+                f"the offer in room {room!r} cannot be answered: {section.describe()} "
+                f"has no {missing}"
+            )
         if codec is not None and section.kind == "video":
-            _prefer(section, media.rtp.codecs, codec)
+            if not _prefer(section, media.rtp.codecs, codec) and codec not in plan.codec_missing:
+                plan.codec_missing.append(codec)
+                log.warning(
+                    "room=%s --codec %s: %s offers no %s this peer can use; answering "
+                    "with the offer's order",
+                    room,
+                    codec,
+                    section.describe(),
+                    codec.upper(),
+                )
         plan.kept.append(section)
     if not plan.kept:
         raise NegotiationFailed(
             f"nothing in the offer in room {room!r} can be answered: "
-            + "; ".join(f"{r.section.describe()}: {r.reason}" for r in plan.rejected)
+            + (
+                "; ".join(f"{r.section.describe()}: {r.reason}" for r in plan.rejected)
+                or "it has no m-section"
+            )
         )
     return plan
+
+
+def unreadable(offer: sdp.Description, exc: Exception) -> str:
+    """Words for a parse failure; aiortc's parser often raises with no message."""
+    if not offer.sections:
+        return "it has no m-section (is it SDP at all?)"
+    for s in offer.sections:
+        if s.port != 0 and not s.formats:
+            return f"{s.describe()} lists no payload types in its m-line"
+    return str(exc) or f"{type(exc).__name__} in aiortc's SDP parser"
+
+
+def _missing_transport(
+    offer: sdp.Description, section: sdp.Section, media: MediaDescription
+) -> str | None:
+    """What a kept m-section lacks for ICE and DTLS, or ``None``."""
+    if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+        return "a=ice-ufrag / a=ice-pwd (ICE credentials)"
+    if media.dtls is None or not media.dtls.fingerprints:
+        lines = [*offer.session, *section.lines]
+        if not any(ln.startswith("a=fingerprint:") for ln in lines):
+            return "a=fingerprint (the DTLS certificate fingerprint media is secured with)"
+        return "a=setup (the DTLS role)"
+    return None
 
 
 def _rejection(section: sdp.Section, media: MediaDescription) -> str | None:
@@ -129,6 +179,7 @@ def _rejection(section: sdp.Section, media: MediaDescription) -> str | None:
     offered: list[RTCRtpCodecParameters] = list(media.rtp.codecs)
     if not aiortc_seam.usable_codecs(kind, offered):
         names = [codec_name(c) for c in offered if not c.mimeType.lower().endswith("/rtx")]
+        names = list(dict.fromkeys(names))  # the same codec in several packetization modes
         return (
             f"no {kind} codec in common: offered {', '.join(names) or 'none'}; "
             f"this peer supports {supported(kind)}"
@@ -136,15 +187,17 @@ def _rejection(section: sdp.Section, media: MediaDescription) -> str | None:
     return None
 
 
-def _prefer(section: sdp.Section, offered: list[RTCRtpCodecParameters], codec: str) -> None:
+def _prefer(section: sdp.Section, offered: list[RTCRtpCodecParameters], codec: str) -> bool:
+    """Put ``codec`` first in ``section``; False when the offer has none of it."""
     usable = aiortc_seam.usable_codecs("video", offered)
     wanted = f"video/{codec}".lower()
     first = [str(c.payloadType) for c in usable if c.mimeType.lower() == wanted]
     if not first:
-        return
+        return False
     rtx = [
         str(c.payloadType)
         for c in offered
         if c.mimeType.lower() == "video/rtx" and str(c.parameters.get("apt")) in first
     ]
     sdp.prefer_payloads(section, first + rtx)
+    return True

@@ -196,3 +196,49 @@ def with_rejected(answer_sdp: str, offer: Description, rejects: Sequence[Section
         if made.end_of_candidates:
             lines.append(END_OF_CANDIDATES)
     return CRLF.join(lines) + CRLF
+
+
+# what a rejected m-section of an answer takes from the accepted one it is bundled with
+TRANSPORT_ATTRS = ("a=ice-ufrag:", "a=ice-pwd:", "a=ice-options:", "a=fingerprint:", "a=setup:")
+# what it does not keep of our own offered section
+DIRECTIONS = ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive")
+NOT_KEPT = (*TRANSPORT_ATTRS, *DIRECTIONS, "a=ssrc", "a=msid", "c=")
+
+
+def applicable_answer(
+    answer: Description, offer: Description, *, candidates: bool = False
+) -> tuple[str, list[Section]]:
+    """An answer aiortc can apply, and the m-sections it rejected (port 0).
+
+    Browsers answer a rejected m-section with port 0 and no ICE or DTLS lines; aiortc
+    refuses such a section ("ICE username fragment or password is missing") and needs
+    the codecs it offered. Each rejected section becomes our own offered one, port 0 and
+    ``a=inactive``, with the transport lines of the first accepted section and bundled
+    with it: nothing is sent or received on it. ``ValueError`` when nothing is accepted
+    or a rejected section matches nothing we offered.
+    """
+    rejects = [s for s in answer.sections if s.port == 0]
+    if not rejects:
+        return join(answer, answer.sections, candidates=candidates), []
+    accepted = [s for s in answer.sections if s.port != 0]
+    if not accepted:
+        raise ValueError("the answer rejects every m-section of the offer")
+    transport = [ln for ln in accepted[0].lines if ln.startswith(TRANSPORT_ATTRS)]
+    sections: list[Section] = []
+    for s in answer.sections:
+        if s.port != 0:
+            sections.append(s)
+            continue
+        mine = offer.section_for(s.mid, None) if s.mid is not None else None
+        if mine is None and 0 <= s.index < len(offer.sections):
+            mine = offer.sections[s.index]
+        if mine is None or mine.kind != s.kind:
+            raise ValueError(f"the answer's {s.describe()} matches no offered m-section")
+        head = mine.lines[0].split()
+        lines = [" ".join([head[0], "0", *head[2:]]), "c=IN IP4 0.0.0.0"]
+        lines += [ln for ln in mine.lines[1:] if not ln.startswith(NOT_KEPT)]
+        sections.append(Section(s.index, [*lines, *transport, "a=inactive"]))
+    session = [ln for ln in answer.session if not ln.startswith(BUNDLE_PREFIX)]
+    if answer.bundle:
+        session.append(" ".join([BUNDLE_PREFIX, *[m for m in (s.mid for s in sections) if m]]))
+    return join(Description(session, sections), sections, candidates=candidates), rejects

@@ -94,6 +94,7 @@ async def run_peer(cfg: PeerConfig, result: dict[str, Any]) -> str:
             relay_only=cfg.relay_only,
             name=cfg.name,
             record=cfg.record,
+            resolve_mdns=cfg.mdns,
             show_remote=remote,
         )
         call = Call(client, options, sources, start=start, on_chat=_print_chat)

@@ -304,7 +304,7 @@ async def start_peer(hub_process: HubProcess, artifacts_dir: Path) -> AsyncItera
             label = f"peer-{role}"
             stats = artifacts_dir / f"{label}.stats.json"
             log = stack.enter_context((artifacts_dir / f"{label}.stderr.txt").open("wb"))
-            args = ["--server", hub_process.url, "--room", room, "--role", role]
+            args = ["--server", hub_process.url, "--room", room, "--role", role, "--no-mdns"]
             args += ["--video", "testsrc", "--timeout", "30", "--stats-json", str(stats)]
             if chat:
                 args.append("--chat")

@@ -23,11 +23,13 @@ class Finished:
 
 
 async def start_cli(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    """``--no-mdns`` always: a test sends no multicast DNS query off loopback."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PEER_")}
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "peer",
+        "--no-mdns",
         *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

@@ -141,7 +141,13 @@ class Foreign:
             if item.event == Event.ANSWER:
                 break
         self.answer_sdp = item.payload["description"]["sdp"]
-        await self.pc.setRemoteDescription(RTCSessionDescription(edit(self.answer_sdp), "answer"))
+        # as our own caller applies it: a rejected (port 0) m-section stays inactive
+        local = self.pc.localDescription
+        assert local is not None
+        text, _ = sdp.applicable_answer(
+            sdp.split(edit(self.answer_sdp)), sdp.split(local.sdp), candidates=True
+        )
+        await self.pc.setRemoteDescription(RTCSessionDescription(text, "answer"))
         return self.answer_sdp
 
     def send_chat(self, text: str) -> None:

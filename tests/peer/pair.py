@@ -41,6 +41,8 @@ async def side(
     await client.connect()
     if sources is None:
         sources = await open_sources(video, audio, size, 30)
+    # no multicast DNS query leaves the machine from a test, unless one asks for it
+    options.setdefault("resolve_mdns", False)
     settings = CallOptions(room=room, role=role, name=role, **options)
     call = Call(client, settings, sources, on_chat=on_chat)
     try:

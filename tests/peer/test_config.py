@@ -19,6 +19,15 @@ def test_defaults() -> None:
     assert cfg.timeout == 30.0 and cfg.size == (640, 480) and cfg.video == "testsrc"
 
 
+def test_no_mdns_flag_and_env() -> None:
+    assert config_from_args(BASE, {}).mdns
+    assert not config_from_args([*BASE, "--no-mdns"], {}).mdns
+    assert not config_from_args(BASE, {"PEER_NO_MDNS": "1"}).mdns
+    assert config_from_args(BASE, {"PEER_NO_MDNS": "0"}).mdns
+    with pytest.raises(UsageError, match="PEER_NO_MDNS"):
+        config_from_args(BASE, {"PEER_NO_MDNS": "maybe"})
+
+
 def test_env_fallbacks_and_flag_precedence(tmp_path: Path) -> None:
     env = {
         "PEER_SERVER": "http://10.0.0.1:9",
