@@ -48,7 +48,7 @@ def start_peer(
     """``python -m peer`` on host ``side``; stats JSON on stdout, the log on stderr."""
     argv = [sys.executable, "-m", "peer", "--server", hub_url, "--room", room, "--role", role,
             "--size", "320x240", "--fps", "15", "--timeout", str(PEER_TIMEOUT),
-            "--stats-json", "-", "-v", *extra]  # fmt: skip
+            "--stats-json", "-", "-v", "--no-mdns", *extra]  # fmt: skip
     # a later --timeout in ``extra`` wins (argparse keeps the last)
     return subprocess.Popen(
         topo.exec(topo.host(side), argv),
