@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from signaling.config import ConfigError, parse_ice_server
+from signaling.protocol import ROOM_PATTERN
 
 from .errors import UsageError
 from .testsrc import check_size
@@ -18,7 +19,6 @@ from .testsrc import check_size
 Role = Literal["caller", "answerer"]
 CODECS = ("vp8", "h264")
 RECORD_FORMATS = (".mp4", ".webm", ".mkv")
-ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ROLES = ("caller", "answerer")
 VIDEO_KINDS = "testsrc, webcam, webcam:N, webcam:/dev/videoN, none or a video file"
 AUDIO_KINDS = "tone, none or an audio file"
@@ -159,13 +159,13 @@ def config_from_args(
     kw: dict[str, Any] = {}
     server = pick(args.server, "SERVER")
     if server is not None:
-        if not re.match(r"^https?://[^/\s]+", server):
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", server):
             raise UsageError(f"--server: expected an http:// or https:// URL, got {server!r}")
         kw["server"] = server
     room = pick(args.room, "ROOM")
     if room is None:
         raise UsageError("--room: required (a name of 1-64 letters, digits, _ or -)")
-    if not ROOM_PATTERN.match(room):
+    if not ROOM_PATTERN.fullmatch(room):
         raise UsageError(f"--room: {room!r} is malformed; use 1-64 of A-Z a-z 0-9 _ -")
     kw["room"] = room
     role = pick(args.role, "ROLE")

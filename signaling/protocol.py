@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# matched with ``fullmatch``: ``$`` alone would also accept a trailing newline
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_MAX_CHARS = 64
 DEFAULT_MAX_SDP_BYTES = 65536
 MAX_CANDIDATE_BYTES = 1024
@@ -123,7 +124,7 @@ def parse_room(payload: dict[str, Any], event: str) -> str:
     if "room" not in payload:
         raise _invalid(f'{event}: missing field "room" (a name of 1-64 letters, digits, _ or -)')
     room = payload["room"]
-    if not isinstance(room, str) or not ROOM_PATTERN.match(room):
+    if not isinstance(room, str) or not ROOM_PATTERN.fullmatch(room):
         raise _invalid(
             f"{event}: room {_quote(room)} is malformed; a room name is 1-64 characters "
             "of A-Z, a-z, 0-9, _ or -"

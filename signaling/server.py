@@ -19,7 +19,10 @@ import socketio
 from aiohttp import web
 
 from . import jsoncodec
+from .budget import HeldBudget
 from .config import Config
+from .edge import CONNECTION_GUARD_KEY, ConnectionGuard, HubRunner
+from .guards import RateLimitedWarning, TokenThrottle
 from .ordered import OrderedServer
 from .protocol import (
     ErrorCode,
@@ -42,6 +45,9 @@ VENDOR_FILES = {
 }
 # Longest accepted Engine.IO message: a 64 KiB SDP, JSON-escaped, with headroom.
 MAX_MESSAGE_BYTES = 200_000
+PAGE_SUFFIXES = (".js", ".css")  # what the page loads from static/; nothing else is served
+# Where the connect ``environ`` keeps the aiohttp request (python-engineio's driver).
+REQUEST_ENVIRON_KEY = "aiohttp.request"
 
 Handler = Callable[[str, dict[str, Any]], Outcome]
 
@@ -53,25 +59,38 @@ class Hub:
         self.config = config
         self.clock = clock
         self.started = clock()
+        self.budget = HeldBudget(config.max_held_bytes, config.max_held_bytes_per_address)
         self.rooms = Rooms(
             Limits(
                 max_sdp_bytes=config.max_sdp_bytes,
                 max_candidates=config.max_candidates,
                 max_rooms_per_socket=config.max_rooms_per_socket,
                 offer_ttl=config.offer_ttl,
-            )
+            ),
+            self.budget,
         )
+        self.token_throttle = TokenThrottle(config.max_token_failures, config.token_failure_window)
+        self.warnings = RateLimitedWarning(log)
+        self.address_of: dict[str, str] = {}
         self.lobby_watchers: set[str] = set()
         self._lobby_sent = -1
+        self._lobby_stale: set[str] = set()  # watchers skipped while their queue was busy
         self.sio = OrderedServer(
             self.dispatch,
             self.welcome,
+            max_queued_bytes=config.max_queued_bytes,
             async_mode="aiohttp",
             json=jsoncodec,
             logger=False,
             engineio_logger=False,
             max_http_buffer_size=MAX_MESSAGE_BYTES,
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
+            request_timeout=config.request_timeout,
+            cors_allowed_origins=self._origin_allowed,
         )
+        self.sio.eio.on_shed = self.on_shed
+        self.closing = False
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
         self._handlers: dict[str, Handler] = {
@@ -86,28 +105,75 @@ class Hub:
     # -- connection lifecycle ---------------------------------------------
 
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        """Admit or refuse a connect; a refusal leaves nothing registered.
+
+        Any fault while reading the connect (a token that is not valid Unicode, say)
+        is a refused connect with code ``invalid``, never a half-registered socket.
+        """
+        address = client_address(environ)
+        try:
+            name = self._admit(sid, address, auth)
+        except socketio.exceptions.ConnectionRefusedError:
+            raise
+        except Exception as exc:
+            log.info("sid=%s connect refused: unreadable auth (%s)", sid, type(exc).__name__)
+            raise _refused(
+                ErrorCode.INVALID, "the connect auth could not be read; send {name?, token?}"
+            ) from None
+        self.rooms.connect(sid, name)
+        self.budget.register(sid, address)
+        self.address_of[sid] = address
+        log.debug("sid=%s connected name=%s", sid, name)
+        return True
+
+    def _admit(self, sid: str, address: str, auth: Any) -> str | None:
         if auth is not None and not isinstance(auth, dict):
-            raise socketio.exceptions.ConnectionRefusedError(
-                "invalid", "auth must be an object {name?: string, token?: string}"
+            raise _refused(
+                ErrorCode.INVALID, "auth must be an object {name?: string, token?: string}"
             )
         auth = auth or {}
         if self.config.token is not None:
+            now = self.clock()
+            wait = self.token_throttle.wait(address, now)
+            if wait:
+                self.warnings.warn(
+                    "token-throttle", now, "address %s throttled: too many wrong tokens", address
+                )
+                raise _refused(
+                    ErrorCode.LIMIT,
+                    f"too many wrong access tokens from your address; try again in "
+                    f"{wait:.0f} s (at most {self.config.max_token_failures} per "
+                    f"{self.config.token_failure_window:g} s, --max-token-failures)",
+                )
             token = auth.get("token")
             if not isinstance(token, str) or not hmac.compare_digest(
                 token.encode(), self.config.token.encode()
             ):
+                self.token_throttle.failed(address, now)
                 log.info("sid=%s connect refused: wrong or missing token", sid)
-                raise socketio.exceptions.ConnectionRefusedError(
-                    "unauthorized", "this hub needs an access token (auth.token)"
+                raise _refused(
+                    ErrorCode.UNAUTHORIZED, "this hub needs an access token (auth.token)"
                 )
         name = parse_name(auth)
         if "name" in auth and name is None:
-            raise socketio.exceptions.ConnectionRefusedError(
-                "invalid", "auth.name must be a string of 1-64 characters"
-            )
-        self.rooms.connect(sid, name)
-        log.debug("sid=%s connected name=%s", sid, name)
-        return True
+            raise _refused(ErrorCode.INVALID, "auth.name must be a string of 1-64 characters")
+        return name
+
+    def on_shed(self, eio_sid: str, reason: str) -> None:
+        """A socket closed for breaking a limit (engine.py calls this)."""
+        if reason == "hub shutdown":
+            return
+        if reason == "ping timeout":
+            log.info("eio=%s closed: %s", eio_sid, reason)
+        elif reason != "malformed packet":  # that one already has its warning
+            self.warnings.warn("shed", self.clock(), "eio=%s closed: %s", eio_sid, reason)
+
+    def _origin_allowed(self, origin: str, environ: dict[str, Any]) -> bool:
+        """Engine.IO's CORS check: same origin, or one named by ``--cors-origin``."""
+        if origin in self.config.cors_origins:
+            return True
+        host = environ.get("HTTP_HOST", "")
+        return origin in (f"http://{host}", f"https://{host}")
 
     def welcome(self, sid: str) -> None:
         self.sio.send_now(
@@ -128,9 +194,15 @@ class Hub:
 
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.lobby_watchers.discard(sid)
-        for send in self.rooms.disconnect(sid):
+        self._lobby_stale.discard(sid)
+        self.address_of.pop(sid, None)
+        sends = self.rooms.disconnect(sid)
+        if self.closing:
+            sends = []  # the hub is going away, not the peer: nobody is told peer_left
+        for send in sends:
             log.info("room=%s sid=%s left -> telling %s", send.payload["room"], sid, send.to)
             self.sio.send_now(send.to, send.event, send.payload)
+        self.budget.forget(sid)
 
     # -- events -----------------------------------------------------------
 
@@ -212,14 +284,56 @@ class Hub:
         self.push_lobby()
 
     def push_lobby(self) -> None:
-        if self.rooms.lobby_version == self._lobby_sent:
-            return
-        self._lobby_sent = self.rooms.lobby_version
-        if not self.lobby_watchers:
+        """Send the lobby to watchers when it changed; never stack pushes on a slow reader.
+
+        A watcher whose previous sends are still queued is skipped and marked stale;
+        it gets the then-current lobby on a later sweep, once its queue has drained.
+        """
+        if self.rooms.lobby_version != self._lobby_sent:
+            self._lobby_sent = self.rooms.lobby_version
+            self._lobby_stale = set(self.lobby_watchers)
+        if not self._lobby_stale:
             return
         lobby = {"rooms": self.rooms.lobby(self.clock())}
-        for sid in list(self.lobby_watchers):
+        for sid in list(self._lobby_stale):
+            if self.sio.backlogged(sid):
+                continue
+            self._lobby_stale.discard(sid)
             self.sio.send_now(sid, Event.ROOMS, lobby)
+
+    async def shutdown(self) -> None:
+        """Close every socket without telling anyone a peer left; bounded by drain_timeout.
+
+        A hub going away is not a party leaving: both parties' media flows peer to
+        peer and may well outlive the hub, so nobody gets ``hangup``. What was queued
+        may still go out for up to ``drain_timeout`` seconds; then every transport
+        is aborted, which a Socket.IO client takes as a lost connection (it
+        reconnects), not as the server sending it away. What was open is logged.
+        """
+        self.closing = True
+        eio = self.sio.eio
+        paired = sum(1 for name in self.rooms.names() if (r := self.rooms.get(name)) and r.paired)
+        log.info(
+            "shutting down: closing %d sockets; %d rooms open (%d in a call, %d held offers, "
+            "%d other waiting)",
+            len(eio.sockets),
+            len(self.rooms),
+            paired,
+            len(self.rooms.lobby(self.clock())),
+            len(self.rooms) - paired - len(self.rooms.lobby(self.clock())),
+        )
+        queues = [asyncio.ensure_future(s.queue.join()) for s in eio.sockets.values()]
+        if queues:
+            _, pending = await asyncio.wait(queues, timeout=self.config.drain_timeout)
+            for task in pending:
+                task.cancel()
+        for socket in list(eio.sockets.values()):
+            eio.shed(socket, "hub shutdown")
+        for _ in range(100):  # each aborted socket's read loop ends within a few loop turns
+            if all(s.closed for s in eio.sockets.values()):
+                break
+            await asyncio.sleep(0.01)
+        await self.sio.shutdown()
 
     def health(self) -> dict[str, Any]:
         lobby = self.rooms.lobby(self.clock())
@@ -253,12 +367,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         pass
 
 
-async def _close_sockets(app: web.Application) -> None:
-    """On shutdown, close every client first so the server need not wait for them."""
-    sio = app[HUB_KEY].sio
-    if sio.eio.sockets:
-        await sio.eio.disconnect()
-    await sio.shutdown()
+async def _shutdown(app: web.Application) -> None:
+    await app[HUB_KEY].shutdown()
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -278,6 +388,17 @@ def _file_route(path: Path, missing: str, content_type: str | None = None) -> An
     return handler
 
 
+def _page_files(static_dir: Path) -> list[Path]:
+    """The page's own modules and style sheet: top-level ``static/*.js`` and ``*.css``.
+
+    Nothing else under ``static/`` is served: not ``node_modules/`` (the one vendor
+    file the page imports has its own route), not ``package*.json``.
+    """
+    if not static_dir.is_dir():
+        return []
+    return sorted(p for p in static_dir.iterdir() if p.is_file() and p.suffix in PAGE_SUFFIXES)
+
+
 def _static_routes(app: web.Application, static_dir: Path) -> None:
     app.router.add_get(
         "/",
@@ -292,23 +413,96 @@ def _static_routes(app: web.Application, static_dir: Path) -> None:
                 "text/javascript",
             ),
         )
-    if static_dir.is_dir():
-        app.router.add_static("/static/", static_dir, follow_symlinks=False)
+    for path in _page_files(static_dir):
+        kind = "text/javascript" if path.suffix == ".js" else "text/css"
+        app.router.add_get(
+            f"/static/{path.name}", _file_route(path, f"{path.name} is missing", kind)
+        )
+
+
+def client_address(environ: dict[str, Any]) -> str:
+    """The peer address of the connection behind a Socket.IO connect."""
+    request = environ.get(REQUEST_ENVIRON_KEY)
+    remote = getattr(request, "remote", None)
+    return remote if isinstance(remote, str) else ""
+
+
+def _refused(code: ErrorCode, message: str) -> socketio.exceptions.ConnectionRefusedError:
+    """A refused connect: the client sees ``code`` as the error message, ``message`` as data."""
+    return socketio.exceptions.ConnectionRefusedError(code.value, message)
 
 
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub", Hub)
 
 
+def content_security_policy(host: str) -> str:
+    """The page's CSP: its own files only, its own hub only, never inside a frame."""
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "media-src 'self' blob: mediastream:",
+            f"connect-src 'self' ws://{host} wss://{host}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response: no MIME sniffing, no framing, no token in the Referer."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if not response.headers.get("Content-Type", "").startswith("application/json"):
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Content-Security-Policy", content_security_policy(request.host))
+
+
+def _host_guard(allowed: tuple[str, ...]) -> Any:
+    """Refuse requests whose Host is not one of ``--allowed-host`` (DNS rebinding)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        host = (request.url.host or "").lower().strip("[]")
+        if host not in allowed:
+            raise web.HTTPMisdirectedRequest(
+                text=f"this hub does not answer to host {host[:64]!r} (see --allowed-host)"
+            )
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return middleware
+
+
+def make_runner(app: web.Application, **kwargs: Any) -> web.AppRunner:
+    """The runner for a hub app: it caps connections per client address."""
+    return HubRunner(app, **kwargs)
+
+
 def create_app(config: Config | None = None) -> web.Application:
-    """Build the hub: Socket.IO at ``/socket.io/``, the page at ``/``, ``/healthz``."""
+    """Build the hub: Socket.IO at ``/socket.io/``, the page at ``/``, ``/healthz``.
+
+    Serve it with :func:`make_runner` so the per-address connection cap applies.
+    """
     config = config or Config()
-    app = web.Application()
+    middlewares = [_host_guard(config.allowed_hosts)] if config.allowed_hosts else []
+    # keepalive_timeout runs from the moment a connection opens: slow headers end there
+    app = web.Application(
+        middlewares=middlewares, handler_args={"keepalive_timeout": config.request_timeout}
+    )
     hub = Hub(config)
     app[CONFIG_KEY] = config
     app[HUB_KEY] = hub
+    app[CONNECTION_GUARD_KEY] = ConnectionGuard(config.max_connections_per_address)
+    app.on_response_prepare.append(_security_headers)
     hub.sio.attach(app)
     app.router.add_get("/healthz", _healthz)
     _static_routes(app, config.static_dir)
     app.cleanup_ctx.append(_background)
-    app.on_shutdown.append(_close_sockets)
+    app.on_shutdown.append(_shutdown)
     return app

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from signaling import Config, Hub, create_app
-from signaling.server import HUB_KEY
+from signaling.server import HUB_KEY, make_runner
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -31,7 +31,7 @@ class RunningHub:
 
 async def start_hub(config: Config) -> tuple[RunningHub, web.AppRunner]:
     app = create_app(replace(config, port=0))
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    runner = make_runner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

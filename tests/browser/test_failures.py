@@ -90,13 +90,14 @@ async def test_no_camera_still_receives(
 async def test_token_is_required_and_taken_from_the_url(
     private_hub: PrivateHub, open_page: OpenPage
 ) -> None:
-    hub = private_hub("--token", "s3cret")
+    hub = private_hub("--token", "s3cret-0123456789abc")
     refused = await open_page(page_url(hub.url, room="tok", role="caller", auto="1"), "refused")
     assert await wait_state(refused, "failed") == "failed"
     info = await call_info(refused)
     assert info["error"] == "unauthorized", info
     assert "access token" in info["message"], info
     allowed = await open_page(
-        page_url(hub.url, room="tok", role="caller", auto="1", token="s3cret"), "allowed"
+        page_url(hub.url, room="tok", role="caller", auto="1", token="s3cret-0123456789abc"),
+        "allowed",
     )
     assert await wait_state(allowed, "waiting") == "waiting"

@@ -23,7 +23,7 @@ def test_flags_win_over_environment() -> None:
         "SIGNALING_HOST": "0.0.0.0",
         "SIGNALING_PORT": "9000",
         "SIGNALING_OFFER_TTL": "30",
-        "SIGNALING_TOKEN": "from-env",
+        "SIGNALING_TOKEN": "from-env-0123456789",
         "SIGNALING_ICE_SERVERS": "stun:127.0.0.1:3478 turn:u:p@127.0.0.1:3478",
         "SIGNALING_LOG_LEVEL": "DEBUG",
     }
@@ -32,19 +32,25 @@ def test_flags_win_over_environment() -> None:
         "0.0.0.0",
         9000,
         30.0,
-        "from-env",
+        "from-env-0123456789",
         "debug",
     )
     assert cfg.ice_servers == (
         {"urls": ["stun:127.0.0.1:3478"]},
         {"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "p"},
     )
-    cfg = config_from_args(["--port", "0", "--token", "flag", "--ice-server", "stun:h"], env)
-    assert cfg.port == 0 and cfg.token == "flag" and cfg.ice_servers == ({"urls": ["stun:h"]},)
+    cfg = config_from_args(
+        ["--port", "0", "--token", "flag-0123456789abc", "--ice-server", "stun:h"], env
+    )
+    assert (
+        cfg.port == 0
+        and cfg.token == "flag-0123456789abc"
+        and cfg.ice_servers == ({"urls": ["stun:h"]},)
+    )
 
 
 def test_token_is_not_in_repr() -> None:
-    assert "hunter2" not in repr(Config(token="hunter2"))
+    assert "hunter2-0123456789" not in repr(Config(token="hunter2-0123456789"))
 
 
 @pytest.mark.parametrize(
@@ -88,7 +94,9 @@ def test_main_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_subprocess_serves_and_logs_bound_url_without_secrets() -> None:
-    hp = spawn_hub("--token", "topsecret", "--ice-server", "turn:bob:pw123@127.0.0.1:3478")
+    hp = spawn_hub(
+        "--token", "topsecret-0123456789", "--ice-server", "turn:bob:pw123@127.0.0.1:3478"
+    )
     try:
         with urllib.request.urlopen(f"{hp.url}/healthz", timeout=10) as resp:
             health = json.load(resp)
@@ -99,7 +107,7 @@ def test_subprocess_serves_and_logs_bound_url_without_secrets() -> None:
         err = hp.stop()
     assert hp.process.returncode == 0
     assert "listening on http://127.0.0.1:" in err
-    assert "topsecret" not in err and "pw123" not in err
+    assert "topsecret-0123456789" not in err and "pw123" not in err
 
 
 def test_subprocess_port_in_use_is_one_clear_line() -> None:

@@ -257,13 +257,13 @@ async def refused_with(url: str, auth: Any) -> Any:
 
 
 async def test_access_token(hub_config: Config) -> None:
-    running, runner = await start_hub(replace(hub_config, token="s3cret"))
+    running, runner = await start_hub(replace(hub_config, token="s3cret-0123456789abc"))
     try:
         for auth in ({}, {"token": "wrong"}, {"token": 5}, {"name": "eve"}):
             error = await refused_with(running.url, auth)
             assert error["message"] == "unauthorized"
             assert "token" in error["data"]
-        ok = await party(running.url, token="s3cret")
+        ok = await party(running.url, token="s3cret-0123456789abc")
         assert (await ok.call("rooms", {}))["ok"] is True
         await ok.close()
     finally:

@@ -82,7 +82,7 @@ async def test_exit_3_room_full(hub: RunningHub) -> None:
 
 
 async def test_exit_3_wrong_token() -> None:
-    running = spawn_hub("--token", "s3cret")
+    running = spawn_hub("--token", "s3cret-0123456789abc")
     try:
         done = await run_cli(
             "--server", running.url, "--room", "r", "--role", "caller", "--token", "x"
@@ -91,7 +91,9 @@ async def test_exit_3_wrong_token() -> None:
         assert done.last_error_line == (
             f"p2pcall-peer: hub {running.url} refused the access token (--token)"
         )
-        assert "s3cret" not in done.stderr and "x)" not in done.stderr.replace("(--token)", "")
+        assert "s3cret-0123456789abc" not in done.stderr and "x)" not in done.stderr.replace(
+            "(--token)", ""
+        )
     finally:
         running.process.terminate()
         running.process.wait(10)
