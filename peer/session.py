@@ -23,6 +23,7 @@ from .media import Sources, open_sources
 from .signaling import SignalingClient
 from .sinks import LatestFrame
 from .status import StatusLine
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .display import Display
@@ -34,7 +35,9 @@ HUB_TIMEOUT = 10.0
 
 
 def _print_chat(msg: dict[str, Any]) -> None:
-    print(f"{msg.get('from', '?')}: {msg['text']}", flush=True)
+    sender = msg.get("from")
+    shown = printable(sender) if isinstance(sender, str) else "?"
+    print(f"{shown}: {printable(msg['text'])}", flush=True)
 
 
 def _stdin_reader(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:

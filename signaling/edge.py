@@ -15,6 +15,7 @@ import asyncio
 import logging
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -27,9 +28,9 @@ log = logging.getLogger(__name__)
 class ConnectionGuard:
     """Counts open TCP connections per address; sheds those over ``limit`` (0: no cap)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_shed: Callable[[], None] | None = None) -> None:
         self.counter = AddressCounter(limit)
-        self.shed_count = 0
+        self.on_shed = on_shed
         self._address: dict[Any, str] = {}
         self._warnings = RateLimitedWarning(log)
 
@@ -41,7 +42,8 @@ class ConnectionGuard:
             peer = transport.get_extra_info("peername")
             address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
             if not self.counter.acquire(address):
-                self.shed_count += 1
+                if self.on_shed is not None:
+                    self.on_shed()
                 self._warnings.warn(
                     "connections",
                     time.monotonic(),

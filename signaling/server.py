@@ -17,12 +17,14 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import jsoncodec
 from .budget import HeldBudget
 from .config import Config
 from .edge import CONNECTION_GUARD_KEY, ConnectionGuard, HubRunner
 from .guards import RateLimitedWarning, TokenThrottle
+from .metrics import Gauges, HubMetrics
 from .ordered import OrderedServer
 from .protocol import (
     ErrorCode,
@@ -91,6 +93,14 @@ class Hub:
         )
         self.sio.eio.on_shed = self.on_shed
         self.closing = False
+        self.metrics = HubMetrics(
+            Gauges(
+                sockets=lambda: self.rooms.socket_count,
+                rooms=lambda: len(self.rooms),
+                held_offers=lambda: len(self.rooms.lobby(self.clock())),
+                held_bytes=lambda: self.budget.total,
+            )
+        )
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
         self._handlers: dict[str, Handler] = {
@@ -113,10 +123,12 @@ class Hub:
         address = client_address(environ)
         try:
             name = self._admit(sid, address, auth)
-        except socketio.exceptions.ConnectionRefusedError:
+        except socketio.exceptions.ConnectionRefusedError as exc:
+            self.metrics.refusals.labels(str(exc.error_args.get("message"))).inc()
             raise
         except Exception as exc:
             log.info("sid=%s connect refused: unreadable auth (%s)", sid, type(exc).__name__)
+            self.metrics.refusals.labels(ErrorCode.INVALID.value).inc()
             raise _refused(
                 ErrorCode.INVALID, "the connect auth could not be read; send {name?, token?}"
             ) from None
@@ -163,6 +175,8 @@ class Hub:
         """A socket closed for breaking a limit (engine.py calls this)."""
         if reason == "hub shutdown":
             return
+        limit = "send_queue" if reason.startswith("send queue") else reason.replace(" ", "_")
+        self.metrics.closed.labels(limit).inc()
         if reason == "ping timeout":
             log.info("eio=%s closed: %s", eio_sid, reason)
         elif reason != "malformed packet":  # that one already has its warning
@@ -208,7 +222,9 @@ class Hub:
 
     def dispatch(self, sid: str, event: str, args: list[Any]) -> dict[str, Any]:
         """Run one event to completion; return its ack value."""
+        started = time.perf_counter()
         handler = self._handlers.get(event)
+        self.metrics.events.labels(event if handler is not None else "unknown").inc()
         try:
             if handler is None:
                 raise SignalingError(
@@ -220,10 +236,12 @@ class Hub:
             outcome = handler(sid, payload)
         except SignalingError as exc:
             log.info("sid=%s %s refused: %s %s", sid, event[:40], exc.code.value, exc.message)
+            self.metrics.refusals.labels(exc.code.value).inc()
             return exc.to_ack()
         for send in outcome.sends:
             if not self.sio.send_now(send.to, send.event, send.payload):
                 log.warning("sid=%s gone before %s could reach it", send.to, send.event)
+            self.metrics.relay_seconds.observe(time.perf_counter() - started)
         return outcome.ack
 
     def _offer(self, sid: str, payload: dict[str, Any]) -> Outcome:
@@ -371,6 +389,11 @@ async def _shutdown(app: web.Application) -> None:
     await app[HUB_KEY].shutdown()
 
 
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[HUB_KEY].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response(request.app[HUB_KEY].health())
 
@@ -498,10 +521,14 @@ def create_app(config: Config | None = None) -> web.Application:
     hub = Hub(config)
     app[CONFIG_KEY] = config
     app[HUB_KEY] = hub
-    app[CONNECTION_GUARD_KEY] = ConnectionGuard(config.max_connections_per_address)
+    app[CONNECTION_GUARD_KEY] = ConnectionGuard(
+        config.max_connections_per_address,
+        on_shed=hub.metrics.closed.labels("connections_per_address").inc,
+    )
     app.on_response_prepare.append(_security_headers)
     hub.sio.attach(app)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
     _static_routes(app, config.static_dir)
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_shutdown)

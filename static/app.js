@@ -402,7 +402,15 @@ async function main() {
   countFrames(ui.el.remote, "remoteFrames");
   countFrames(ui.el.local, "localFrames");
   const role = params.get("role");
-  if (params.get("auto") === "1") {
+  // Inside a frame (which the hub's CSP forbids anyway) a foreign page could start a
+  // call in this origin's name: there auto=1 waits for the user's own click.
+  const framed = window.top !== window.self;
+  if (params.get("auto") === "1" && framed) {
+    ui.showMessage({
+      code: PageError.BAD_INPUT,
+      text: "This page is inside another site's frame: press Call or Answer to start.",
+    });
+  } else if (params.get("auto") === "1") {
     if (role !== Role.CALLER && role !== Role.ANSWERER) {
       ui.showMessage({
         code: PageError.BAD_INPUT,

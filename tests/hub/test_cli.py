@@ -125,3 +125,19 @@ def test_subprocess_port_in_use_is_one_clear_line() -> None:
         hp.stop()
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_short_token_is_refused_at_start() -> None:
+    with pytest.raises(ConfigError, match=r"^--token: must be at least 16 characters"):
+        config_from_args(["--token", "1"], environ={})
+    assert main(["--token", "short"]) == 2
+
+
+def test_ping_and_limit_flags_have_env_fallbacks() -> None:
+    cfg = config_from_args(
+        ["--ping-interval", "5"],
+        environ={"SIGNALING_PING_TIMEOUT": "7", "SIGNALING_MAX_CONNECTIONS_PER_ADDRESS": "0"},
+    )
+    assert (cfg.ping_interval, cfg.ping_timeout, cfg.max_connections_per_address) == (5, 7, 0)
+    with pytest.raises(ConfigError, match=r"^--ping-timeout:"):
+        config_from_args(["--ping-timeout", "0"], environ={})

@@ -212,7 +212,7 @@ async def test_a_client_that_never_reads_is_closed_at_the_queue_cap(
 ) -> None:
     running = await hub_with(max_rooms_per_socket=1000, max_queued_bytes=200_000)
     await _lobby_of(running, 100)  # each rooms ack is ~17 KB
-    reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
+    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
     writer.write(_frame("40"))
     await _until(lambda: running.hub.rooms.socket_count == 2)
     for i in range(3000):
@@ -227,7 +227,7 @@ async def test_ping_timeout_aborts_a_socket_with_a_backlog(hub_with: Callable[..
     )
     await _lobby_of(running, 100)
     eio = running.hub.sio.eio
-    reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
+    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
     writer.write(_frame("40"))
     await _until(lambda: running.hub.rooms.socket_count == 2)
     for i in range(1000):
@@ -364,3 +364,79 @@ async def test_ping_settings_reach_engineio(hub_with: Callable[..., Any]) -> Non
         handshake = json.loads(first[1:])
         assert (handshake["pingInterval"], handshake["pingTimeout"]) == (3000, 4000)
         await ws.close()
+
+
+# -- 11: the page's files and headers --------------------------------------------------------
+
+
+async def test_only_the_page_files_are_served_with_safe_headers(
+    hub_with: Callable[..., Any],
+) -> None:
+    running = await hub_with()
+    async with aiohttp.ClientSession() as session:
+        for path in (
+            "/static/package.json",
+            "/static/package-lock.json",
+            "/static/node_modules/socket.io-client/package.json",
+            "/static/index.html",
+        ):
+            async with session.get(running.url + path) as resp:
+                assert resp.status == 404, path
+        async with session.get(running.url + "/") as resp:
+            assert resp.status == 200
+            csp = resp.headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            assert resp.headers["X-Frame-Options"] == "DENY"
+        for path in ("/static/app.js", "/static/style.css", "/vendor/socket.io.esm.min.js"):
+            async with session.get(running.url + path) as resp:
+                assert resp.status == 200, path
+                assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_allowed_host_and_cors_origin(hub_with: Callable[..., Any]) -> None:
+    running = await hub_with(allowed_hosts=("127.0.0.1",), cors_origins=("http://app.test",))
+    poll = "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(running.url + "/", headers={"Host": "evil.test"}) as resp:
+            assert resp.status == 421 and "--allowed-host" in await resp.text()
+        async with session.get(running.url + poll, headers={"Origin": "http://evil.test"}) as resp:
+            assert resp.status == 400
+        async with session.get(running.url + poll, headers={"Origin": "http://app.test"}) as resp:
+            assert resp.status == 200
+            assert resp.headers["Access-Control-Allow-Origin"] == "http://app.test"
+
+
+# -- observability ---------------------------------------------------------------------------
+
+
+async def test_metrics_in_prometheus_text_format(hub_with: Callable[..., Any]) -> None:
+    running = await hub_with(max_queued_bytes=200_000, max_rooms_per_socket=1000)
+    caller, answerer = await party(running.url), await party(running.url)
+    await caller.call("offer", offer("m"))
+    await answerer.call("join", {"room": "m"})
+    await answerer.call("answer", {"room": "m", "description": {"type": "answer", "sdp": "v"}})
+    assert error_code(await caller.call("offer", offer("bad room"))) == "invalid"
+    async with aiohttp.ClientSession() as session:
+        ws = await _open(session, running.url)
+        await ws.send_str("40")
+        await ws.receive_str()
+        await ws.send_str('42["rooms",{')
+        await _closed(ws)
+        async with session.get(running.url + "/metrics") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/plain; version=")
+            text = await resp.text()
+    for line in (
+        "p2pcall_sockets 2.0",
+        "p2pcall_rooms 1.0",
+        "p2pcall_held_offers 0.0",
+        "p2pcall_held_bytes 0.0",
+        'p2pcall_events_total{event="offer"} 2.0',
+        'p2pcall_refusals_total{code="invalid"} 1.0',
+        'p2pcall_sockets_closed_total{limit="malformed_packet"} 1.0',
+        "p2pcall_relay_seconds_count 1.0",
+    ):
+        assert line in text, (line, text)
+    await caller.close()
+    await answerer.close()
