@@ -72,11 +72,26 @@ export class Signaling extends EventTarget {
     if (!this.socket || !this.socket.connected) {
       throw new CallError(PageError.HUB_LOST, `cannot send ${event}: not connected`);
     }
+    // A lost connection must win over the request timer, whatever the timing: the
+    // request fails with hub_lost the moment the socket disconnects.
+    const socket = this.socket;
+    let onLost = null;
+    const lost = new Promise((resolve, reject) => {
+      onLost = () =>
+        reject(new CallError(PageError.HUB_LOST, `${event}: the connection was lost`));
+      socket.once("disconnect", onLost);
+    });
     let ack;
     try {
-      ack = await this.socket.timeout(timeoutMs).emitWithAck(event, payload);
+      ack = await Promise.race([socket.timeout(timeoutMs).emitWithAck(event, payload), lost]);
     } catch (err) {
+      if (err instanceof CallError) throw err;
+      if (!socket.connected) {
+        throw new CallError(PageError.HUB_LOST, `${event}: the connection was lost`);
+      }
       throw new CallError(PageError.TIMEOUT, `${event}: no reply within ${timeoutMs} ms`);
+    } finally {
+      socket.off("disconnect", onLost);
     }
     if (!ack || ack.ok !== true) {
       const error = (ack && ack.error) || {};

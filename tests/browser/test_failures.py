@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -48,6 +50,35 @@ async def test_hub_down_is_reported(private_hub: PrivateHub, open_page: OpenPage
     info = await call_info(page)
     assert info["error"] == "hub_unreachable", info
     assert "Can't reach the signaling hub" in info["message"], info
+
+
+async def test_hub_dying_during_a_request_is_lost_connection_not_timeout(
+    private_hub: PrivateHub, open_page: OpenPage
+) -> None:
+    """A request in flight when the hub dies fails with hub_lost, never with the timeout
+    its timer would report later: the page's own Signaling client, driven directly."""
+    hub = private_hub()
+    page = await open_page(page_url(hub.url), "page")
+    await page.evaluate(
+        """async () => {
+            const { Signaling } = await import("/static/signaling.js");
+            window.probe = new Signaling({});
+            await window.probe.connect();
+        }"""
+    )
+    hub.process.send_signal(signal.SIGSTOP)  # the request below gets no reply
+    try:
+        await page.evaluate(
+            """() => {
+                window.pending = window.probe.request("rooms", {}).then(
+                    () => "answered", (err) => `${err.code}: ${err.detail}`);
+            }"""
+        )
+    finally:
+        hub.process.kill()
+        hub.process.wait(10)
+    outcome = await page.evaluate("() => window.pending")
+    assert outcome.startswith("hub_lost:"), outcome
 
 
 async def test_unanswered_offer_expires(private_hub: PrivateHub, open_page: OpenPage) -> None:
