@@ -73,6 +73,7 @@ class CallOptions:
     name: str = "peer"
     record: Path | None = None
     show_remote: LatestFrame | None = None
+    private: bool = False  # keep the room out of the lobby
 
 
 def chat_message(text: str, sender: str, ts: int | None = None) -> dict[str, Any]:
@@ -269,7 +270,9 @@ class Call:
                 prefer_codec(pc, self.options.codec)
             self._attach_chat(pc.createDataChannel(CHAT_LABEL))
             await pc.setLocalDescription(await pc.createOffer())
-            ack = await self.signaling.offer(self.room, description_to_json(pc.localDescription))
+            ack = await self.signaling.offer(
+                self.room, description_to_json(pc.localDescription), private=self.options.private
+            )
             await self.signaling.candidate(self.room, None)
             log.info("room=%s offered, held=%s", self.room, ack.get("held"))
         else:
@@ -346,7 +349,9 @@ class Call:
         """Caller only: send a fresh offer (the answerer answers it in :meth:`run`)."""
         assert self.pc is not None and self.options.role == "caller"
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self.signaling.offer(self.room, description_to_json(self.pc.localDescription))
+        await self.signaling.offer(
+            self.room, description_to_json(self.pc.localDescription), private=self.options.private
+        )
         await self.signaling.candidate(self.room, None)
 
     # -- the loop --------------------------------------------------------------

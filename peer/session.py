@@ -16,6 +16,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from signaling.protocol import answer_link
+
 from .call import Call, CallOptions
 from .config import PeerConfig
 from .errors import MediaError
@@ -82,6 +84,11 @@ async def run_peer(cfg: PeerConfig, result: dict[str, Any]) -> str:
         if cfg.show and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise MediaError("--show needs a graphical display, and DISPLAY is not set")
         await client.connect()
+        if cfg.private_room:
+            print(
+                f"private room {cfg.room}: answer at {answer_link(cfg.server, cfg.room)}",
+                flush=True,
+            )
         local = LatestFrame() if cfg.show else None
         remote = LatestFrame() if cfg.show else None
         sources = await open_sources(
@@ -96,6 +103,7 @@ async def run_peer(cfg: PeerConfig, result: dict[str, Any]) -> str:
             name=cfg.name,
             record=cfg.record,
             show_remote=remote,
+            private=cfg.private_room,
         )
         call = Call(client, options, sources, start=start, on_chat=_print_chat)
         if remote is not None:

@@ -9,6 +9,7 @@ objects: a held offer is kept for minutes, so its size matters (see
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,6 +20,8 @@ NAME_MAX_CHARS = 64
 DEFAULT_MAX_SDP_BYTES = 65536
 MAX_CANDIDATE_BYTES = 1024
 MAX_FIELD_CHARS = 256  # sdpMid, usernameFragment
+PRIVATE_ROOM_BYTES = 16  # 128 bits: a private room's name cannot be guessed or enumerated
+NEW_ROOM = "new"  # the peer's --room value that asks for a fresh private room
 
 
 class Event(StrEnum):
@@ -215,6 +218,20 @@ def parse_name(auth: Any) -> str | None:
     if isinstance(name, str) and 1 <= len(name) <= NAME_MAX_CHARS:
         return name
     return None
+
+
+def new_private_room() -> str:
+    """An unguessable room name (base64url, 22 characters); ``static/protocol.js`` mirrors it.
+
+    Room names are the only secret between caller and answerer: whoever joins a
+    room first receives the next offer and its candidates (IP addresses).
+    """
+    return secrets.token_urlsafe(PRIVATE_ROOM_BYTES)
+
+
+def answer_link(base_url: str, room: str) -> str:
+    """The page URL that opens straight into answering in ``room``."""
+    return f"{base_url.rstrip('/')}/?room={room}&role=answerer&auto=1"
 
 
 def ok(**fields: Any) -> dict[str, Any]:

@@ -53,6 +53,7 @@ class Room:
     offer: Description | None = None
     held: list[Candidate | None] = field(default_factory=list)
     held_bytes: int = 0  # charged to the caller in the hub's HeldBudget
+    listed: bool = True  # False for a private room: never shown in the lobby
 
     def other(self, sid: str) -> str | None:
         return self.answerer if sid == self.caller else self.caller
@@ -98,7 +99,14 @@ class Rooms:
 
     # -- requests ----------------------------------------------------------
 
-    def offer(self, sid: str, room_name: str, description: Description, now: float) -> Outcome:
+    def offer(
+        self,
+        sid: str,
+        room_name: str,
+        description: Description,
+        now: float,
+        listed: bool = True,
+    ) -> Outcome:
         room = self._rooms.get(room_name)
         if room is not None:
             if room.answerer == sid:
@@ -122,6 +130,7 @@ class Rooms:
         if room is None:
             room = self._create(room_name, now)
         room.caller = sid
+        room.listed = listed
         self._membership[sid].add(room_name)
         if room.answerer is None:
             if room.offer is None:
@@ -219,7 +228,7 @@ class Rooms:
                 "waitingSeconds": round(max(0.0, now - room.created), 3),
             }
             for room in self._rooms.values()
-            if room.offer is not None and room.answerer is None
+            if room.offer is not None and room.answerer is None and room.listed
         ]
 
     def expire(self, now: float) -> list[Send]:

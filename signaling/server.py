@@ -247,7 +247,12 @@ class Hub:
     def _offer(self, sid: str, payload: dict[str, Any]) -> Outcome:
         room = parse_room(payload, "offer")
         description = parse_description(payload, "offer", "offer", self.config.max_sdp_bytes)
-        outcome = self.rooms.offer(sid, room, description, self.clock())
+        private = payload.get("private", False)
+        if not isinstance(private, bool):
+            raise SignalingError(
+                ErrorCode.INVALID, f"offer: private must be true or false, got {private!r:.40}"
+            )
+        outcome = self.rooms.offer(sid, room, description, self.clock(), listed=not private)
         log.info("room=%s sid=%s offer held=%s", room, sid, outcome.ack["held"])
         return outcome
 

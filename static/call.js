@@ -21,8 +21,17 @@ import {
 const ANSWERER_RESTART_WAIT_MS = 15000;
 
 export class Call extends EventTarget {
-  constructor({ signaling, room, role, stream = null, iceServers = [], name = "" }) {
+  constructor({
+    signaling,
+    room,
+    role,
+    stream = null,
+    iceServers = [],
+    name = "",
+    isPrivate = false,
+  }) {
     super();
+    this.isPrivate = isPrivate; // a private room's offer is kept out of the lobby
     this.signaling = signaling;
     this.room = room;
     this.role = role;
@@ -110,6 +119,7 @@ export class Call extends EventTarget {
     const ack = await this.signaling.request(Event.OFFER, {
       room: this.room,
       description: { type: "offer", sdp: this.pc.localDescription.sdp },
+      ...(this.isPrivate ? { private: true } : {}),
     });
     if (!iceRestart) {
       this._setState(ack.held ? CallState.WAITING : CallState.CONNECTING);

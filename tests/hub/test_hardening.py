@@ -440,3 +440,18 @@ async def test_metrics_in_prometheus_text_format(hub_with: Callable[..., Any]) -
         assert line in text, (line, text)
     await caller.close()
     await answerer.close()
+
+
+# -- 14: private rooms -------------------------------------------------------------------------
+
+
+async def test_private_offer_is_held_but_never_listed(hub: RunningHub) -> None:
+    caller, answerer, stranger = [await party(hub.url) for _ in range(3)]
+    assert (await caller.call("offer", offer("pub")))["held"] is True
+    assert (await caller.call("offer", offer("secret", private=True)))["held"] is True
+    lobby = (await stranger.call("rooms", {}))["rooms"]
+    assert [r["room"] for r in lobby] == ["pub"]
+    assert (await answerer.call("join", {"room": "secret"}))["offer"] is not None
+    assert error_code(await stranger.call("offer", offer("x", private="yes"))) == "invalid"
+    for p in (caller, answerer, stranger):
+        await p.close()
