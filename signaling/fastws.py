@@ -31,6 +31,9 @@ from engineio import packet
 from .engine import LEAN_TRANSPORT, LEAN_WRITER, cancel_ping
 
 log = logging.getLogger(__name__)
+# ``ws.receive()`` returns without suspending while frames are buffered: a client that
+# floods requests would hold the event loop for its whole backlog. Yield every so often.
+YIELD_EVERY = 32
 
 
 class LeanWebSocket:
@@ -84,8 +87,12 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
     writer = asyncio.ensure_future(_write(socket, ws))
     on_message = server.handlers.get("message")
     sid = socket.sid
+    handled = 0
     try:
         while True:
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let other sockets and timers run
             msg = await ws.receive()
             kind = msg.type
             if kind is WSMsgType.TEXT:
