@@ -455,3 +455,28 @@ async def test_private_offer_is_held_but_never_listed(hub: RunningHub) -> None:
     assert error_code(await stranger.call("offer", offer("x", private="yes"))) == "invalid"
     for p in (caller, answerer, stranger):
         await p.close()
+
+
+async def test_lobby_pushes_never_stack_on_a_reader_that_is_behind(
+    hub_with: Callable[..., Any],
+) -> None:
+    running = await hub_with(max_rooms_per_socket=1000, lobby_interval=0.02)
+    hub = running.hub
+    caller = await party(running.url, name="n" * 64)
+    for i in range(150):  # a lobby push is then ~25 KB
+        await caller.sio.emit("offer", offer(f"{i:04d}" + "r" * 60))
+    await caller.call("rooms", {})
+    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
+    writer.write(_frame("40"))
+    await _until(lambda: hub.rooms.socket_count == 2)
+    writer.write(_frame('421["rooms",{"watch":true}]'))
+    await _until(lambda: len(hub.lobby_watchers) == 1)
+    watcher = list(hub.sio.eio.sockets.values())[-1]  # the raw client, connected last
+    depths = []
+    for i in range(150, 400):  # each offer changes the lobby; each sweep pushes it
+        await caller.call("offer", offer(f"{i:04d}" + "r" * 60))
+        await _until(lambda: hub._lobby_sent == hub.rooms.lobby_version)
+        depths.append(watcher.queue.qsize())
+    assert max(depths[-100:]) <= 2, depths  # the kernel buffers filled long ago
+    writer.close()
+    await caller.close()
