@@ -9,6 +9,7 @@ charges and releases it by socket id; the hub tells it each socket's address.
 
 from __future__ import annotations
 
+from .guards import subtract
 from .protocol import Candidate, Description, ErrorCode, SignalingError
 
 # Rough per-object overhead of a held value in memory, beyond its strings.
@@ -74,18 +75,9 @@ class HeldBudget:
     def release(self, sid: str, size: int) -> None:
         if size <= 0:
             return
-        address = self._address_of.get(sid, "")
         self.total -= size
-        left = self._by_address.get(address, 0) - size
-        if left > 0:
-            self._by_address[address] = left
-        else:
-            self._by_address.pop(address, None)
-        mine = self._by_sid.get(sid, 0) - size
-        if mine > 0:
-            self._by_sid[sid] = mine
-        else:
-            self._by_sid.pop(sid, None)
+        subtract(self._by_address, self._address_of.get(sid, ""), size)
+        subtract(self._by_sid, sid, size)
 
     def held_by(self, sid: str) -> int:
         return self._by_sid.get(sid, 0)

@@ -14,6 +14,15 @@ from dataclasses import dataclass
 MAX_TRACKED_ADDRESSES = 100_000  # far above any real client count; bounds a spoofing flood
 
 
+def subtract(counts: dict[str, int], key: str, amount: int) -> None:
+    """``counts[key] -= amount``, dropping the entry at zero so tables never keep dead keys."""
+    left = counts.get(key, 0) - amount
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
 class AddressCounter:
     """How many of something each client address holds, against a cap (0: no cap)."""
 
@@ -32,11 +41,7 @@ class AddressCounter:
         return True
 
     def release(self, address: str) -> None:
-        held = self._count.get(address, 0) - 1
-        if held > 0:
-            self._count[address] = held
-        else:
-            self._count.pop(address, None)
+        subtract(self._count, address, 1)
 
     def __getitem__(self, address: str) -> int:
         return self._count.get(address, 0)

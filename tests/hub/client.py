@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -72,6 +73,15 @@ def cand(i: int, ufrag: bool = False) -> dict[str, Any]:
     if ufrag:
         c["usernameFragment"] = "abcd"
     return c
+
+
+async def until(condition: Callable[[], bool], bound: float = TIMEOUT) -> None:
+    """Poll a server-side condition every 10 ms, failing after ``bound`` seconds."""
+    for _ in range(int(bound / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached within the bound")
 
 
 def error_code(ack: Any) -> str:

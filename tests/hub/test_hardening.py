@@ -20,6 +20,7 @@ from signaling import Config
 from tests.conftest import RunningHub, start_hub
 
 from .client import error_code, offer, party
+from .client import until as _until
 
 WAIT = 10.0
 TOKEN = "t" * 24
@@ -37,15 +38,6 @@ async def hub_with(hub_config: Config) -> AsyncIterator[Callable[..., Any]]:
     yield start
     for runner in runners:
         await runner.cleanup()
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Poll a server-side condition, with a bound."""
-    for _ in range(int(WAIT / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached within the bound")
 
 
 async def _open(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:

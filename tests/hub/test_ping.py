@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import aiohttp
 from engineio.async_socket import AsyncSocket
 
 from signaling.engine import PING_TIMER
 from tests.conftest import RunningHub
+
+from .client import until as _until
 
 WAIT = 10.0
 
@@ -30,15 +31,6 @@ async def _next_ping(ws: aiohttp.ClientWebSocketResponse) -> None:
         assert msg.type == aiohttp.WSMsgType.TEXT, msg
         if msg.data == "2":
             return
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Poll a server-side condition, with a bound."""
-    for _ in range(int(WAIT / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached within the bound")
 
 
 def _only_socket(hub: RunningHub) -> AsyncSocket:
