@@ -16,6 +16,7 @@ import logging
 import resource
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -87,10 +88,21 @@ def raise_fd_limit() -> tuple[int, int]:
     new clients long before the machine runs short.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
+    target = fd_limit_target(hard)
+    if soft != target:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
         except (ValueError, OSError) as exc:
-            log.warning("could not raise the open-files limit from %d to %d: %s", soft, hard, exc)
+            log.warning("could not raise the open-files limit from %d to %d: %s", soft, target, exc)
     return soft, hard
+
+
+def fd_limit_target(hard: int) -> int:
+    """The hard limit, or the kernel's per-process ceiling when the hard limit is unlimited."""
+    if hard != resource.RLIM_INFINITY:
+        return hard
+    try:
+        return int(Path("/proc/sys/fs/nr_open").read_text())
+    except (OSError, ValueError):
+        return 1 << 20

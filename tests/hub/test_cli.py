@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import urllib.request
@@ -11,6 +12,7 @@ import pytest
 
 from signaling.cli import main
 from signaling.config import Config, ConfigError, config_from_args, parse_ice_server
+from signaling.edge import fd_limit_target
 from tests.conftest import ROOT, spawn_hub
 
 
@@ -141,3 +143,32 @@ def test_ping_and_limit_flags_have_env_fallbacks() -> None:
     assert (cfg.ping_interval, cfg.ping_timeout, cfg.max_connections_per_address) == (5, 7, 0)
     with pytest.raises(ConfigError, match=r"^--ping-timeout:"):
         config_from_args(["--ping-timeout", "0"], environ={})
+
+
+def test_soft_open_files_limit_is_raised_to_the_hard_limit() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = fd_limit_target(hard)
+    low = min(256, target)
+
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signaling", "--port", "0"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=lower,
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            if "open-files limit" in line:
+                assert f"open-files limit {target} (hard " in line, line
+                break
+        else:
+            raise AssertionError("the hub never logged its open-files limit")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
