@@ -313,7 +313,8 @@ async def run(seconds: float, pairs: int, rate: float, pause: float) -> dict[str
         hub.process.terminate()
         hub.process.wait(30)
     log = "".join(hub.log)
-    warm = [b for t, b in rss if t >= min(10.0, seconds / 4)] or [b for _, b in rss]
+    # warm-up: the first quarter of the run, at most 2 minutes (caches, allocator arenas)
+    warm = [b for t, b in rss if t >= min(120.0, seconds / 4)] or [b for _, b in rss]
     return {
         "seconds": seconds,
         "pairs": pairs,
