@@ -73,7 +73,6 @@ class Hub:
         )
         self.token_throttle = TokenThrottle(config.max_token_failures, config.token_failure_window)
         self.warnings = RateLimitedWarning(log)
-        self.address_of: dict[str, str] = {}
         self.lobby_watchers: set[str] = set()
         self._lobby_sent = -1
         self._lobby_stale: set[str] = set()  # watchers skipped while their queue was busy
@@ -134,7 +133,6 @@ class Hub:
             ) from None
         self.rooms.connect(sid, name)
         self.budget.register(sid, address)
-        self.address_of[sid] = address
         log.debug("sid=%s connected name=%s", sid, name)
         return True
 
@@ -209,7 +207,6 @@ class Hub:
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.lobby_watchers.discard(sid)
         self._lobby_stale.discard(sid)
-        self.address_of.pop(sid, None)
         sends = self.rooms.disconnect(sid)
         if self.closing:
             sends = []  # the hub is going away, not the peer: nobody is told peer_left

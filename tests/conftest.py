@@ -41,8 +41,11 @@ async def start_hub(config: Config) -> tuple[RunningHub, web.AppRunner]:
 
 @pytest.fixture
 def hub_config() -> Config:
-    """Override in a test module to start the hub with other settings."""
-    return Config(port=0)
+    """Override in a test module to start the hub with other settings.
+
+    A short drain: tests leave clients that never read, and shutdown waits for them.
+    """
+    return Config(port=0, drain_timeout=0.5)
 
 
 @pytest.fixture
