@@ -10,7 +10,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup run test lint sysdeps bench soak clean
 
-setup: $(STAMP) static/node_modules/.package-lock.json
+FIREFOX_DRIVER := tests/browser/firefox_driver
+
+# GStreamer's webrtcbin, driven by the system python3 (tests/peer/test_webrtcbin.py)
+GST_PACKAGES := python3 python3-gi gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-good gstreamer1.0-nice
+GST_PROBE := import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstWebRTC', '1.0'); \
+	from gi.repository import Gst; Gst.init(None); \
+	assert all(Gst.ElementFactory.find(e) for e in ('webrtcbin', 'vp8enc', 'nicesrc'))
+
+setup: $(STAMP) static/node_modules/.package-lock.json $(FIREFOX_DRIVER)/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,23 +30,33 @@ $(STAMP): pyproject.toml
 static/node_modules/.package-lock.json: static/package.json static/package-lock.json
 	npm ci --prefix static --no-audit --no-fund --loglevel=error
 
+# puppeteer-core drives the installed firefox-esr; it downloads no browser, and no install
+# script runs at all
+$(FIREFOX_DRIVER)/node_modules/.package-lock.json: $(FIREFOX_DRIVER)/package.json $(FIREFOX_DRIVER)/package-lock.json
+	npm ci --prefix $(FIREFOX_DRIVER) --ignore-scripts --no-audit --no-fund --loglevel=error
+
 run: setup
 	$(PY) -m signaling --host $(HOST) --port $(PORT)
 
-# Installs the Debian packages the tests drive (browser, X server, coturn, OpenCV's libGL)
-# when they are missing and we are root; otherwise the tests say what to install.
+# Installs the Debian packages the tests drive (browsers, X server, coturn, OpenCV's libGL,
+# GStreamer's webrtcbin for the system python3) when they are missing and we are root;
+# otherwise the tests say what to install.
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v firefox-esr >/dev/null || missing="$$missing firefox-esr"; \
 	command -v Xvfb >/dev/null || missing="$$missing xvfb xauth"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	ldconfig -p | grep -q libGL.so.1 || missing="$$missing libgl1 libglib2.0-0"; \
-	if [ -n "$$missing" ]; then \
+	gst=""; /usr/bin/python3 -c "$(GST_PROBE)" 2>/dev/null || gst="$(GST_PACKAGES)"; \
+	if [ -n "$$missing$$gst" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    echo "installing:$$missing $$gst"; \
+	    apt-get update -qq; \
+	    if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing >/dev/null; fi; \
+	    if [ -n "$$gst" ]; then DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$gst >/dev/null; fi; \
 	  else \
-	    echo "missing system packages:$$missing (run: sudo apt-get install$$missing)"; \
+	    echo "missing system packages:$$missing $$gst (run: sudo apt-get install$$missing $$gst)"; \
 	  fi; \
 	fi
 
@@ -59,4 +78,4 @@ soak: setup
 	$(PY) -m bench.soak --seconds $(SOAK_SECONDS) --out docs/soak.json --plot docs/soak-rss.png
 
 clean:
-	rm -rf $(VENV) static/node_modules bench/peerjs test-artifacts
+	rm -rf $(VENV) static/node_modules $(FIREFOX_DRIVER)/node_modules bench/peerjs test-artifacts

@@ -1,12 +1,17 @@
 """One call: an ``RTCPeerConnection`` driven through the hub as caller or answerer.
 
-Everything that can change the call (hub events, connection-state changes, a
-local hangup) goes through one ordered inbox and is handled by :meth:`Call.run`
-one item at a time, so the order of offer, answer and candidates is the order
-they arrived. aiortc gathers its candidates inside ``setLocalDescription``:
-this side sends one complete description, then ``null`` (end-of-candidates),
-and accepts candidates trickled by a browser before or after the remote
-description (they wait in a list until it is set).
+The call is a state machine. Its phase is one of :class:`Phase`; everything that can
+change it (hub events, connection-state changes, a local hang-up, the loss of the hub)
+is a typed event of :mod:`peer.events` in one ordered inbox, handled by :meth:`Call.run`
+one at a time with a ``match``, so the order of offer, answer and candidates is the
+order they arrived. Phase changes are logged ``old -> new``; a change the machine does
+not allow raises :class:`~peer.errors.CallStateError` naming both phases.
+
+aiortc gathers its candidates inside ``setLocalDescription``: this side sends one
+complete description, then ``null`` (end-of-candidates). The other side's candidates,
+trickled or inside its description, go through :class:`peer.remote_ice.RemoteIce`.
+As answerer, the offer is first split by :mod:`peer.negotiation`: m-sections this
+peer cannot use are rejected in the answer, the rest is answered.
 """
 
 from __future__ import annotations
@@ -25,25 +30,45 @@ from typing import Any
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
-    RTCIceCandidate,
     RTCIceServer,
     RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
+    RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
-from . import jitter
+from . import aiortc_seam, jitter, sdp
 from .config import CODECS, Role
-from .errors import CallTimeout, HubUnreachable, MediaError, PeerError
-from .media import Sources, wall_ms
-from .protocol import (
-    candidate_from_json,
-    description_from_json,
-    description_to_json,
+from .errors import (
+    CallStateError,
+    CallTimeout,
+    DtlsFailed,
+    HubUnreachable,
+    IceFailed,
+    MediaError,
+    NegotiationFailed,
+    PeerError,
+    SignalingError,
 )
+from .events import (
+    AnswerArrived,
+    CallEvent,
+    CandidateArrived,
+    ConnectionChanged,
+    HangupRequested,
+    HubLost,
+    OfferArrived,
+    RemoteHangup,
+    describe,
+    from_hub,
+)
+from .media import Sources, wall_ms
+from .negotiation import AnswerPlan, plan_answer
+from .protocol import HangupReason, description_from_json, description_to_json, parse_candidate
+from .remote_ice import RemoteIce
 from .signaling import Pushed, SignalingClient
 from .sinks import LatestFrame, VideoSink, drain
 from .stats import CallStats
@@ -55,10 +80,21 @@ STATS_INTERVAL = 1.0
 
 
 class Phase(StrEnum):
+    """Where a call is: waiting for the other party, connecting media, connected, ended."""
+
     WAITING = "waiting"
     CONNECTING = "connecting"
     CONNECTED = "connected"
     ENDED = "ended"
+
+
+# the phase changes the machine allows; renegotiation keeps a call CONNECTED
+NEXT_PHASES: dict[Phase, frozenset[Phase]] = {
+    Phase.WAITING: frozenset({Phase.CONNECTING, Phase.CONNECTED, Phase.ENDED}),
+    Phase.CONNECTING: frozenset({Phase.CONNECTED, Phase.ENDED}),
+    Phase.CONNECTED: frozenset({Phase.ENDED}),
+    Phase.ENDED: frozenset(),
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +110,9 @@ class CallOptions:
     record: Path | None = None
     show_remote: LatestFrame | None = None
     private: bool = False  # keep the room out of the lobby
+    # resolve the other side's ``<uuid>.local`` candidates by multicast DNS (aioice);
+    # off, they are dropped without a query on the network
+    resolve_mdns: bool = True
 
 
 def chat_message(text: str, sender: str, ts: int | None = None) -> dict[str, Any]:
@@ -109,19 +148,24 @@ def ice_configuration(servers: list[dict[str, Any]], relay_only: bool = False) -
 
 
 def prefer_codec(pc: RTCPeerConnection, codec: str) -> None:
-    """Put ``codec`` (and its RTX) first on every video transceiver."""
+    """Put ``codec`` first on every video transceiver; the other codecs (and RTX) follow."""
     wanted = f"video/{codec}".lower()
-    caps = RTCRtpSender.getCapabilities("video").codecs
+    capabilities = RTCRtpSender.getCapabilities("video")
+    caps = capabilities.codecs if capabilities is not None else []
     chosen = [c for c in caps if c.mimeType.lower() == wanted]
-    rtx = [c for c in caps if c.mimeType.lower() == "video/rtx"]
+    others = [c for c in caps if c.mimeType.lower() != wanted]
     for transceiver in pc.getTransceivers():
         if transceiver.kind == "video":
-            transceiver.setCodecPreferences(chosen + rtx)
+            transceiver.setCodecPreferences(chosen + others)
 
 
-def video_codec(sdp: str) -> str | None:
-    """The first negotiated video codec of a description, e.g. ``"VP8"``."""
-    for media in SessionDescription.parse(sdp).media:
+def video_codec(text: str) -> str | None:
+    """The first video codec of a description, e.g. ``"VP8"``: in an answer, the one used.
+
+    Both aiortc peers send with the first codec of the answer's m-section, which lists
+    the common codecs in the order of the offer as the answerer ordered it.
+    """
+    for media in SessionDescription.parse(text).media:
         if media.kind == "video" and media.port != 0:
             for codec in media.rtp.codecs:
                 if codec.name.lower() != "rtx":
@@ -130,7 +174,11 @@ def video_codec(sdp: str) -> str | None:
 
 
 class Call:
-    """Runs one call; create, ``await start()``, ``await run(...)``, ``await close()``."""
+    """Runs one call; create, ``await start()``, ``await run(...)``, ``await close()``.
+
+    The signaling client must be connected: the peer connection is created here, once,
+    with the hub's ICE servers, and lives as long as the call.
+    """
 
     def __init__(
         self,
@@ -160,32 +208,52 @@ class Call:
         self.chat_received: list[dict[str, Any]] = []
         self.on_chat = on_chat
         self.negotiations = 0
-        self.inbox = signaling.events
-        self.pc: RTCPeerConnection | None = None
-        self._pending: list[RTCIceCandidate | None] = []
+        self.not_sent: list[str] = []
+        self.rejected: list[str] = []
+        self.inbox: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._relay = MediaRelay()
         self._recorder: MediaRecorder | None = None
         self._recorder_started = False
         self._tracks_added = False
         self._closed = False
+        self._offer: sdp.Description | None = None
+        self.pc = self._make_pc()
+        self.remote_ice = RemoteIce(
+            self.pc, self.room, self._spawn, resolve_mdns=options.resolve_mdns
+        )
+        signaling.subscribe(self._from_hub)
 
     # -- small helpers -------------------------------------------------------
 
     def _set_phase(self, phase: Phase) -> None:
-        if phase != self.phase:
-            log.info("room=%s phase %s -> %s", self.room, self.phase, phase)
-            self.phase = phase
-            self.phases.append(phase)
+        if phase == self.phase:
+            return
+        if phase not in NEXT_PHASES[self.phase]:
+            raise CallStateError(
+                f"the call in room {self.room!r} cannot go {self.phase} -> {phase}"
+            )
+        log.info("room=%s phase %s -> %s", self.room, self.phase, phase)
+        self.phase = phase
+        self.phases.append(phase)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _from_hub(self, item: Pushed) -> None:
+        event = from_hub(item, self.room)
+        if event is not None:
+            self.inbox.put_nowait(event)
+
     def request_hangup(self, reason: str = "local") -> None:
         """Ask :meth:`run` to hang up (safe from signal handlers and callbacks)."""
-        self.inbox.put_nowait(Pushed("local_hangup", {"reason": reason}))
+        self.inbox.put_nowait(HangupRequested(reason))
+
+    @property
+    def other(self) -> str:
+        return "answerer" if self.options.role == "caller" else "caller"
 
     # -- set-up --------------------------------------------------------------
 
@@ -196,10 +264,11 @@ class Call:
             servers = welcome.ice_servers if welcome is not None else []
         pc = RTCPeerConnection(configuration=ice_configuration(servers, self.options.relay_only))
         jitter.install(pc)
+        aiortc_seam.widen_dtls_ciphers(pc)
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
-            self.inbox.put_nowait(Pushed("connection", {"state": pc.connectionState}))
+            self.inbox.put_nowait(ConnectionChanged(pc.connectionState))
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -259,8 +328,12 @@ class Call:
         return True
 
     async def start(self) -> None:
-        """Create the connection and make the first signaling move for the role."""
-        self.pc = pc = self._make_pc()
+        """Make the first signaling move for the role: offer (caller) or join (answerer)."""
+        if self.phase != Phase.WAITING or self.pc.signalingState != "stable":
+            raise CallStateError(
+                f"start() is for a new call; the call in room {self.room!r} is {self.phase}"
+            )
+        pc = self.pc
         if self.options.role == "caller":
             video, audio = self.sources.video, self.sources.audio
             pc.addTransceiver(video or "video", direction="sendrecv" if video else "recvonly")
@@ -269,111 +342,164 @@ class Call:
             if self.options.codec:
                 prefer_codec(pc, self.options.codec)
             self._attach_chat(pc.createDataChannel(CHAT_LABEL))
-            await pc.setLocalDescription(await pc.createOffer())
-            ack = await self.signaling.offer(
-                self.room, description_to_json(pc.localDescription), private=self.options.private
-            )
-            await self.signaling.candidate(self.room, None)
-            log.info("room=%s offered, held=%s", self.room, ack.get("held"))
+            await self._send_offer()
         else:
             ack = await self.signaling.join(self.room)
             if ack.get("offer") is not None:
-                await self._on_offer(ack["offer"], ack.get("candidates") or [])
+                await self._on_offer(ack["offer"], list(ack.get("candidates") or []))
+
+    async def _send_offer(self) -> None:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        local = self.pc.localDescription
+        self._offer = sdp.split(local.sdp)
+        ack = await self.signaling.offer(
+            self.room, description_to_json(local), private=self.options.private
+        )
+        await self.signaling.candidate(self.room, None)
+        log.info("room=%s offered, held=%s", self.room, ack.get("held"))
 
     # -- negotiation -----------------------------------------------------------
 
     async def _on_offer(self, raw: Any, candidates: list[Any]) -> None:
-        assert self.pc is not None
-        pc = self.pc
         if self.options.role != "answerer":
             log.warning("room=%s caller got an offer; ignored", self.room)
             return
         if self.phase == Phase.WAITING:
             self._set_phase(Phase.CONNECTING)
-        await pc.setRemoteDescription(description_from_json(raw, "offer"))
-        if not self._tracks_added:
-            for track in (self.sources.video, self.sources.audio):
-                if track is not None:
-                    pc.addTrack(track)
-            self._tracks_added = True
-        await pc.setLocalDescription(await pc.createAnswer())
+        offer = sdp.split(description_from_json(raw, "offer").sdp)
+        plan = plan_answer(offer, self.room, self.options.codec)
+        self.rejected = [r.section.describe() for r in plan.rejected]
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(plan.aiortc_offer, "offer"))
+        except Exception as exc:  # aiortc raises OperationError/ValueError with its own words
+            raise NegotiationFailed(
+                f"could not apply the caller's offer in room {self.room!r} "
+                f"({', '.join(s.describe() for s in plan.kept)}): {exc}"
+            ) from None
+        self._add_sources(plan)
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except Exception as exc:
+            raise NegotiationFailed(
+                f"could not answer the offer in room {self.room!r}: {exc}"
+            ) from None
+        answer = sdp.with_rejected(
+            self.pc.localDescription.sdp, offer, [r.section for r in plan.rejected]
+        )
         self.negotiations += 1
-        await self._remote_described()
+        self.stats.codec = video_codec(answer)
+        await self._remote_described(offer)
         for raw_candidate in candidates:
             await self._on_candidate(raw_candidate)
-        await self.signaling.answer(self.room, description_to_json(pc.localDescription))
+        await self.signaling.answer(self.room, {"type": "answer", "sdp": answer})
         await self.signaling.candidate(self.room, None)
 
+    def _add_sources(self, plan: AnswerPlan) -> None:
+        """Send each source on the offered m-section of its kind; name those not sent, once."""
+        if self._tracks_added:
+            return
+        self._tracks_added = True
+        reasons: list[str] = []
+        for track in (self.sources.video, self.sources.audio):
+            if track is None:
+                continue
+            if track.kind not in plan.kinds():
+                reasons.append(f"{track.kind} (the offer has no usable {track.kind} m-section)")
+            elif not plan.receives(track.kind):
+                reasons.append(f"{track.kind} (the offer's {track.kind} m-section only sends)")
+            else:
+                self.pc.addTrack(track)
+                continue
+            self.not_sent.append(track.kind)
+        if reasons:
+            log.warning("room=%s not sending %s", self.room, "; ".join(reasons))
+
     async def _on_answer(self, raw: Any) -> None:
-        assert self.pc is not None
         if self.options.role != "caller":
             log.warning("room=%s answerer got an answer; ignored", self.room)
             return
+        if self.pc.signalingState != "have-local-offer":
+            log.warning("room=%s answer without an offer pending; ignored", self.room)
+            return
         if self.phase == Phase.WAITING:
             self._set_phase(Phase.CONNECTING)
-        await self.pc.setRemoteDescription(description_from_json(raw, "answer"))
+        answer = sdp.split(description_from_json(raw, "answer").sdp)
+        aiortc_answer = sdp.join(answer, answer.sections)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(aiortc_answer, "answer"))
+        except Exception as exc:
+            raise NegotiationFailed(
+                f"could not apply the answerer's answer in room {self.room!r}: {exc}"
+            ) from None
         self.negotiations += 1
-        await self._remote_described()
+        self.stats.codec = video_codec(aiortc_answer)
+        await self._remote_described(answer)
 
-    async def _remote_described(self) -> None:
-        assert self.pc is not None and self.pc.remoteDescription is not None
-        self.stats.codec = video_codec(self.pc.remoteDescription.sdp)
+    async def _remote_described(self, description: sdp.Description) -> None:
         if self._recorder is not None and not self._recorder_started:
             self._recorder_started = True
             await self._recorder.start()
-        pending, self._pending = self._pending, []
-        for candidate in pending:
-            await self._add_candidate(candidate)
+        await self.remote_ice.described(description)
 
     async def _on_candidate(self, raw: Any) -> None:
-        assert self.pc is not None
         try:
-            candidate = candidate_from_json(raw)
+            candidate = parse_candidate(raw)
         except PeerError as exc:
             log.warning("room=%s %s", self.room, exc)
             return
-        if self.pc.remoteDescription is None:
-            self._pending.append(candidate)
-        else:
-            await self._add_candidate(candidate)
-
-    async def _add_candidate(self, candidate: RTCIceCandidate | None) -> None:
-        assert self.pc is not None
-        if candidate is not None and candidate.ip.endswith(".local"):
-            # aioice resolves mDNS names for up to 1 s each; do not hold up the inbox
-            self._spawn(self.pc.addIceCandidate(candidate), "mdns-candidate")
-        else:
-            await self.pc.addIceCandidate(candidate)
+        await self.remote_ice.add(candidate)
 
     async def renegotiate(self) -> None:
         """Caller only: send a fresh offer (the answerer answers it in :meth:`run`)."""
-        assert self.pc is not None and self.options.role == "caller"
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self.signaling.offer(
-            self.room, description_to_json(self.pc.localDescription), private=self.options.private
-        )
-        await self.signaling.candidate(self.room, None)
+        if self.options.role != "caller" or self.phase == Phase.ENDED:
+            raise CallStateError(
+                f"renegotiate() is for a caller whose call is on; in room {self.room!r} "
+                f"this is the {self.options.role}, in phase {self.phase}"
+            )
+        await self._send_offer()
 
     # -- the loop --------------------------------------------------------------
 
     def _on_connection(self, state: str) -> None:
         log.info("room=%s connection state %s", self.room, state)
-        if state == "connecting" and self.phase == Phase.WAITING:
-            self._set_phase(Phase.CONNECTING)
-        elif state == "connected" and self.phase != Phase.ENDED:
-            self._set_phase(Phase.CONNECTED)
-            self.stats.on_connected(self.clock())
-            self.connected.set()
-            self._spawn(self._poll_stats(), "stats")
-        elif state == "failed":
-            raise MediaError("the media connection failed (ICE/DTLS): no usable route to the peer")
+        match state:
+            case "connecting" if self.phase == Phase.WAITING:
+                self._set_phase(Phase.CONNECTING)
+            case "connected" if self.phase in (Phase.WAITING, Phase.CONNECTING):
+                self._set_phase(Phase.CONNECTED)
+                self.stats.on_connected(self.clock())
+                self.connected.set()
+                self._spawn(self._poll_stats(), "stats")
+            case "failed":
+                raise self._failure()
+
+    def _failure(self) -> MediaError:
+        """Say in words which part of the media connection failed."""
+        transports = ", ".join(self._media_sections()) or "no m-section"
+        if self.pc.iceConnectionState == "failed":
+            return IceFailed(
+                f"ICE failed in room {self.room!r}: no candidate pair between us and the "
+                f"{self.other} worked ({self.remote_ice.summary()}; media: {transports})"
+            )
+        return DtlsFailed(
+            f"DTLS handshake with the {self.other} failed in room {self.room!r} after ICE "
+            f"connected: no cipher suite or certificate both accept (media: {transports})"
+        )
+
+    def _media_sections(self) -> list[str]:
+        described = self._offer if self.options.role == "caller" else self.remote_ice.description
+        if described is None:
+            return []
+        return [s.describe() for s in described.sections if s.describe() not in self.rejected]
 
     async def run(self, connect_timeout: float = 30.0, duration: float | None = None) -> str:
         """Handle events until the call ends; return why it ended.
 
         Raises :class:`CallTimeout` when it is not connected ``timeout`` seconds
-        after start, :class:`MediaError` when the connection fails and
-        :class:`HubUnreachable` when the hub goes away before it connects.
+        after start, :class:`IceFailed` / :class:`DtlsFailed` /
+        :class:`NegotiationFailed` (all :class:`MediaError`) when the media
+        connection cannot be made, and :class:`HubUnreachable` when the hub goes away
+        before it connects.
         """
         deadline = self.stats.start + connect_timeout
         hangup_at: float | None = None
@@ -381,8 +507,8 @@ class Call:
             now = self.clock()
             if self.connected.is_set():
                 if duration is not None and hangup_at is None:
-                    assert self.stats.connected_at is not None
-                    hangup_at = self.stats.connected_at + duration
+                    connected_at = self.stats.connected_at
+                    hangup_at = (now if connected_at is None else connected_at) + duration
                 wait = None if hangup_at is None else hangup_at - now
             else:
                 wait = deadline - now
@@ -392,52 +518,61 @@ class Call:
                     return "duration"
                 raise CallTimeout(self._timeout_message(connect_timeout))
             try:
-                item = await asyncio.wait_for(self.inbox.get(), wait)
+                event = await asyncio.wait_for(self.inbox.get(), wait)
             except TimeoutError:
                 continue
-            reason = await self._handle(item)
+            reason = await self._handle(event)
             if reason is not None:
                 return reason
 
     def _timeout_message(self, timeout: float) -> str:
         if self.phase == Phase.WAITING:
-            other = "answerer" if self.options.role == "caller" else "caller"
-            return f"no {other} came to room {self.room!r} within {timeout:g} s (--timeout)"
-        return f"the call in room {self.room!r} did not connect within {timeout:g} s (--timeout)"
+            return f"no {self.other} came to room {self.room!r} within {timeout:g} s (--timeout)"
+        return (
+            f"the call in room {self.room!r} did not connect within {timeout:g} s (--timeout): "
+            f"ICE {self.pc.iceConnectionState}, {self.remote_ice.summary()}"
+        )
 
-    async def _handle(self, item: Pushed) -> str | None:
-        """Apply one inbox item; return an end reason when the call is over."""
-        payload = item.payload
-        if item.event in ("offer", "answer", "candidate", "hangup") and (
-            payload.get("room") != self.room
-        ):
-            return None
-        if item.event == "offer":
-            await self._on_offer(payload.get("description"), payload.get("candidates") or [])
-        elif item.event == "answer":
-            await self._on_answer(payload.get("description"))
-        elif item.event == "candidate":
-            await self._on_candidate(payload.get("candidate"))
-        elif item.event == "hangup":
-            reason = str(payload.get("reason", "hangup"))
-            log.info("room=%s remote ended the call: %s", self.room, reason)
-            if reason == "expired" and not self.connected.is_set():
-                raise CallTimeout(f"room {self.room!r} expired on the hub before anyone came")
-            self._set_phase(Phase.ENDED)
-            self.end_reason = reason
-            return reason
-        elif item.event == "connection":
-            self._on_connection(str(payload.get("state")))
-        elif item.event == "local_hangup":
-            reason = str(payload.get("reason", "local"))
-            await self.hangup(reason)
-            return reason
-        elif item.event == "disconnect":
-            if not self.connected.is_set():
-                raise HubUnreachable(
-                    f"lost the hub at {self.signaling.url} before the call connected"
-                )
-            log.warning("room=%s lost the hub; the call goes on without signaling", self.room)
+    async def _handle(self, event: CallEvent) -> str | None:
+        """Apply one event; return an end reason when the call is over."""
+        if self.phase == Phase.ENDED:
+            return self.end_reason or "ended"
+        try:
+            return await self._apply(event)
+        except (PeerError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # an aiortc failure on the media path: name the step
+            raise MediaError(
+                f"media set-up failed in room {self.room!r} while handling "
+                f"{describe(event)} in phase {self.phase}: {exc}"
+            ) from exc
+
+    async def _apply(self, event: CallEvent) -> str | None:
+        match event:
+            case OfferArrived(description, candidates):
+                await self._on_offer(description, list(candidates))
+            case AnswerArrived(description):
+                await self._on_answer(description)
+            case CandidateArrived(candidate):
+                await self._on_candidate(candidate)
+            case RemoteHangup(reason):
+                log.info("room=%s remote ended the call: %s", self.room, reason)
+                if reason == HangupReason.EXPIRED and not self.connected.is_set():
+                    raise CallTimeout(f"room {self.room!r} expired on the hub before anyone came")
+                self._set_phase(Phase.ENDED)
+                self.end_reason = reason
+                return reason
+            case ConnectionChanged(state):
+                self._on_connection(state)
+            case HangupRequested(reason):
+                await self.hangup(reason)
+                return reason
+            case HubLost():
+                if not self.connected.is_set():
+                    raise HubUnreachable(
+                        f"lost the hub at {self.signaling.url} before the call connected"
+                    )
+                log.warning("room=%s lost the hub; the call goes on without signaling", self.room)
         return None
 
     async def hangup(self, reason: str = "local") -> None:
@@ -446,19 +581,19 @@ class Call:
             return
         self._set_phase(Phase.ENDED)
         self.end_reason = reason
-        with contextlib.suppress(PeerError):
+        with contextlib.suppress(SignalingError):
             await self.signaling.hangup(self.room)
 
     # -- stats ------------------------------------------------------------------
 
     async def _poll_stats(self) -> None:
-        while self.pc is not None and not self._closed:
+        while not self._closed:
             await self.collect_stats()
             await asyncio.sleep(STATS_INTERVAL)
 
     async def collect_stats(self) -> None:
         """Fold one ``getStats()`` report into :attr:`stats` (bytes in, rtt)."""
-        if self.pc is None or self._closed:
+        if self._closed:
             return
         report = await self.pc.getStats()
         inbound: int | None = None
@@ -483,18 +618,19 @@ class Call:
         """Release everything: sinks, recorder, connection, sources. Idempotent."""
         if self._closed:
             return
-        if self.pc is not None and self.connected.is_set():
+        if self.connected.is_set():
             with contextlib.suppress(Exception):
                 await self.collect_stats()
         self._closed = True
-        self._set_phase(Phase.ENDED)
+        self.remote_ice.close()
+        if self.phase != Phase.ENDED:
+            self._set_phase(Phase.ENDED)
         if self._recorder is not None and self._recorder_started:
             try:
                 await self._recorder.stop()
             except Exception as exc:  # a broken file must not hide the call's outcome
                 log.warning("room=%s recorder: %s", self.room, exc)
-        if self.pc is not None:
-            await self.pc.close()
+        await self.pc.close()
         self.sources.stop()
         for task in list(self._tasks):
             task.cancel()

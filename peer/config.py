@@ -37,7 +37,7 @@ class PeerConfig:
     audio: str = "none"
     size: tuple[int, int] = (640, 480)
     fps: float = 30.0
-    codec: str = "vp8"
+    codec: str | None = None  # caller: aiortc's order (VP8 first); answerer: the offer's
     duration: float | None = None
     timeout: float = 30.0
     show: bool = False
@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fps", help="frames per second sent (env PEER_FPS; default 30)")
     add(
         "--codec",
-        help="video codec the caller offers first, vp8 or h264; the answerer follows the "
-        "offer (env PEER_CODEC; default vp8)",
+        help="video codec to put first, vp8 or h264: the caller offers it first, the answerer "
+        "answers with it when the offer has it (env PEER_CODEC; default: the caller offers "
+        "vp8 first, the answerer follows the offer)",
     )
     add("--duration", help="hang up S seconds after connecting (env PEER_DURATION; default never)")
     add("--timeout", help="fail if not connected after S seconds (env PEER_TIMEOUT; default 30)")

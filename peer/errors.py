@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from signaling.protocol import ErrorCode
+
 
 class ExitCode(IntEnum):
     """Exit status of ``p2pcall-peer``."""
@@ -52,7 +54,7 @@ class Unauthorized(SignalingError):
     """The hub refused the connect: wrong or missing access token."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("unauthorized", message)
+        super().__init__(ErrorCode.UNAUTHORIZED, message)
 
 
 class RoomBusy(SignalingError):
@@ -73,11 +75,30 @@ class CallTimeout(MediaError):
     """The call did not connect within ``--timeout`` seconds."""
 
 
-_BY_CODE: dict[str, type[SignalingError]] = {"room_busy": RoomBusy, "room_full": RoomFull}
+class IceFailed(MediaError):
+    """ICE found no candidate pair that works between the two peers."""
+
+
+class DtlsFailed(MediaError):
+    """ICE connected but the DTLS handshake (certificates, cipher suites) failed."""
+
+
+class NegotiationFailed(MediaError):
+    """A description from the other side could not be applied or answered."""
+
+
+class CallStateError(PeerError):
+    """A call method was used in a phase that does not allow it; names the phase."""
+
+
+_BY_CODE: dict[str, type[SignalingError]] = {
+    ErrorCode.ROOM_BUSY: RoomBusy,
+    ErrorCode.ROOM_FULL: RoomFull,
+}
 
 
 def signaling_error(code: str, message: str) -> SignalingError:
     """The most specific exception for an error ack's ``code``."""
-    if code == "unauthorized":
+    if code == ErrorCode.UNAUTHORIZED:
         return Unauthorized(message)
     return _BY_CODE.get(code, SignalingError)(code, message)

@@ -30,6 +30,8 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
 
+from . import aiortc_seam
+
 log = logging.getLogger(__name__)
 
 __all__ = ["MarkerJitterBuffer", "install", "use_marker_buffer"]
@@ -37,10 +39,10 @@ __all__ = ["MarkerJitterBuffer", "install", "use_marker_buffer"]
 VIDEO_CAPACITY = 512  # aiortc's own video capacity, in packets
 MAX_WAIT_FRAMES = 3  # complete frames held behind a gap before the gap is skipped
 
-# aiortc keeps these private (name-mangled); they are the only seams this module uses.
-_RECEIVER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
-_RECEIVER_STARTED = "_RTCRtpReceiver__started"
-_PC_CREATE_TRANSCEIVER = "_RTCPeerConnection__createTransceiver"
+# aiortc keeps these private (name-mangled); peer.aiortc_seam names and checks them.
+_RECEIVER_BUFFER = aiortc_seam.RECEIVER_BUFFER
+_RECEIVER_STARTED = aiortc_seam.RECEIVER_STARTED
+_PC_CREATE_TRANSCEIVER = aiortc_seam.PC_CREATE_TRANSCEIVER
 _INSTALLED = "_p2pcall_marker_jitter"
 
 
@@ -179,7 +181,7 @@ def install(pc: RTCPeerConnection) -> None:
     later (``addTrack``, ``addTransceiver``, ``setRemoteDescription``) are patched as
     they are made; only this ``pc`` is affected.
     """
-    if getattr(pc, _INSTALLED, False):
+    if getattr(pc, _INSTALLED, False) or not aiortc_seam.hooks_enabled():
         return
     create: Callable[..., RTCRtpTransceiver] | None = getattr(pc, _PC_CREATE_TRANSCEIVER, None)
     if create is None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from signaling.protocol import answer_link
 
+from . import aiortc_seam
 from .call import Call, CallOptions
 from .config import PeerConfig
 from .errors import MediaError
@@ -71,6 +72,7 @@ async def _status_loop(call: Call, status: StatusLine, display: Display | None) 
 async def run_peer(cfg: PeerConfig, result: dict[str, Any]) -> str:
     """Run one call as configured; fill ``result`` with its stats even on failure."""
     start = time.monotonic()
+    aiortc_seam.check()  # says once, at start-up, when the installed aiortc is not 1.16
     client = SignalingClient(
         cfg.server, name=cfg.name, token=cfg.token, timeout=min(HUB_TIMEOUT, cfg.timeout)
     )

@@ -2,7 +2,8 @@
 
 Requests are acks (``call`` with a timeout) turned into return values or
 :mod:`peer.errors` exceptions. Events the hub pushes (``offer``, ``answer``,
-``candidate``, ``hangup``) land in one :class:`asyncio.Queue` in arrival order:
+``candidate``, ``hangup``) land, in arrival order, in one :class:`asyncio.Queue`
+or, once :meth:`SignalingClient.subscribe` is called, in the subscriber:
 python-socketio starts one task per incoming message, in arrival order, and our
 handlers are plain functions that enqueue without awaiting, so each message is
 queued by the first step of its task, before the next task runs.
@@ -12,16 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
 
 from .errors import HubUnreachable, SignalingError, Unauthorized, signaling_error
+from .protocol import PUSHED_EVENTS, ErrorCode, Event
 
 log = logging.getLogger(__name__)
 
-PUSHED_EVENTS = ("offer", "answer", "candidate", "hangup")
+DISCONNECT = "disconnect"  # not a wire event: the client's own note that the hub went away
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class Welcome:
 
 @dataclass(frozen=True)
 class Pushed:
-    """One hub -> client event: ``event`` is one of ``PUSHED_EVENTS``."""
+    """One hub -> client event: ``event`` is one of ``PUSHED_EVENTS`` or ``DISCONNECT``."""
 
     event: str
     payload: dict[str, Any]
@@ -52,22 +55,38 @@ class SignalingClient:
         self.token = token
         self.timeout = timeout
         self.events: asyncio.Queue[Pushed] = asyncio.Queue()
+        self._subscriber: Callable[[Pushed], None] | None = None
         self.welcome: Welcome | None = None
         self._welcome = asyncio.get_running_loop().create_future()
         self._refused: str | None = None
         self.sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
-        self.sio.on("welcome", self._on_welcome)
+        self.sio.on(Event.WELCOME, self._on_welcome)
         self.sio.on("connect_error", self._on_connect_error)
         self.sio.on("disconnect", self._on_disconnect)
         for event in PUSHED_EVENTS:
             self.sio.on(event, self._pusher(event))
+
+    def subscribe(self, subscriber: Callable[[Pushed], None]) -> None:
+        """Deliver pushed events to ``subscriber`` (queued ones first) instead of ``events``.
+
+        ``subscriber`` is called synchronously, in arrival order, and must not block.
+        """
+        self._subscriber = subscriber
+        while not self.events.empty():
+            subscriber(self.events.get_nowait())
+
+    def _deliver(self, item: Pushed) -> None:
+        if self._subscriber is not None:
+            self._subscriber(item)
+        else:
+            self.events.put_nowait(item)
 
     # -- handlers (sync: they must not yield, see module docstring) --------
 
     def _pusher(self, event: str) -> Any:
         def push(payload: Any = None) -> None:
             if isinstance(payload, dict):
-                self.events.put_nowait(Pushed(event, payload))
+                self._deliver(Pushed(event, payload))
             else:
                 log.warning("hub sent %s with a non-object payload; ignored", event)
 
@@ -90,7 +109,7 @@ class SignalingClient:
 
     def _on_disconnect(self, reason: Any = None) -> None:
         log.info("hub connection closed (%s)", reason)
-        self.events.put_nowait(Pushed("disconnect", {"reason": str(reason)}))
+        self._deliver(Pushed(DISCONNECT, {"reason": str(reason)}))
 
     # -- connection --------------------------------------------------------
 
@@ -107,11 +126,11 @@ class SignalingClient:
             )
         except socketio.exceptions.ConnectionError as exc:
             await self._drop()
-            if self._refused == "unauthorized":
+            if self._refused == ErrorCode.UNAUTHORIZED:
                 raise Unauthorized(f"hub {self.url} refused the access token (--token)") from None
-            if self._refused == "invalid":
+            if self._refused == ErrorCode.INVALID:
                 raise SignalingError(
-                    "invalid", f"hub {self.url} refused the name (--name)"
+                    ErrorCode.INVALID, f"hub {self.url} refused the name (--name)"
                 ) from None
             raise HubUnreachable(
                 f"cannot reach the hub at {self.url} ({exc}); is it running? check --server"
@@ -150,7 +169,7 @@ class SignalingClient:
         except socketio.exceptions.BadNamespaceError:
             raise HubUnreachable(f"lost the hub at {self.url} during {event}") from None
         if not isinstance(ack, dict):
-            raise SignalingError("invalid", f"hub replied to {event} with {ack!r:.80}")
+            raise SignalingError(ErrorCode.INVALID, f"hub replied to {event} with {ack!r:.80}")
         if ack.get("ok") is True:
             return ack
         error = ack.get("error") or {}
@@ -163,20 +182,20 @@ class SignalingClient:
         payload: dict[str, Any] = {"room": room, "description": description}
         if private:
             payload["private"] = True
-        return await self.request("offer", payload)
+        return await self.request(Event.OFFER, payload)
 
     async def join(self, room: str) -> dict[str, Any]:
-        return await self.request("join", {"room": room})
+        return await self.request(Event.JOIN, {"room": room})
 
     async def answer(self, room: str, description: dict[str, str]) -> dict[str, Any]:
-        return await self.request("answer", {"room": room, "description": description})
+        return await self.request(Event.ANSWER, {"room": room, "description": description})
 
     async def candidate(self, room: str, candidate: dict[str, Any] | None) -> dict[str, Any]:
-        return await self.request("candidate", {"room": room, "candidate": candidate})
+        return await self.request(Event.CANDIDATE, {"room": room, "candidate": candidate})
 
     async def hangup(self, room: str) -> dict[str, Any]:
-        return await self.request("hangup", {"room": room})
+        return await self.request(Event.HANGUP, {"room": room})
 
     async def rooms(self) -> list[dict[str, Any]]:
-        ack = await self.request("rooms", {})
+        ack = await self.request(Event.ROOMS, {})
         return list(ack.get("rooms", []))

@@ -1,22 +1,28 @@
-"""Browser fixtures: Debian's Chromium driven by Playwright with fake camera and mic.
+"""Browser fixtures: Debian's Chromium (Playwright) and firefox-esr (WebDriver BiDi,
+``firefox.py``), both with fake camera and mic.
 
-One Chromium per test session (launching costs a second or two); a fresh context
-per party so two tabs never share permissions or storage. Every page opened
-through ``open_page`` is screenshotted into the test's artifacts folder when the
-test ends, pass or fail, together with its console log.
+One browser of each kind per test session (launching costs a second or two); a fresh
+context per party so two tabs never share permissions or storage. Every page opened
+through ``open_page`` or ``open_call_page`` is screenshotted into the test's artifacts
+folder when the test ends, pass or fail, together with its console log.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from playwright.async_api import (
     Browser,
-    BrowserContext,
     Page,
     Playwright,
     ViewportSize,
@@ -25,7 +31,9 @@ from playwright.async_api import (
 )
 
 from bench.chromium import BASE_FLAGS, CHROMIUM
-from tests.conftest import HubProcess, spawn_hub
+from tests.browser.firefox import Firefox, missing_parts
+from tests.browser.pages import CallPage
+from tests.conftest import ROOT, HubProcess, spawn_hub
 
 # fps matters (frames are counted; the fake camera defaults to 20 fps); cameras to pick from
 FAKE_DEVICES = "--use-fake-device-for-media-stream=fps=30,device-count=3"
@@ -34,6 +42,7 @@ FAKE_DEVICES = "--use-fake-device-for-media-stream=fps=30,device-count=3"
 expect.set_options(timeout=15_000)
 
 OpenPage = Callable[..., Awaitable[Page]]
+OpenCallPage = Callable[[str, str, str], Awaitable[CallPage]]
 PrivateHub = Callable[..., HubProcess]
 
 
@@ -112,15 +121,53 @@ def private_hub() -> Iterator[PrivateHub]:
 @dataclass
 class Opened:
     label: str
-    context: BrowserContext
-    page: Page
-    console: list[str] = field(default_factory=list)
+    page: CallPage
+    close: Callable[[], Awaitable[None]]
+    console: list[str]
+
+
+class PageKeeper:
+    """The pages one test opened, in any browser; :meth:`finish` saves their artifacts."""
+
+    def __init__(self, artifacts_dir: Path) -> None:
+        self.artifacts_dir = artifacts_dir
+        self.opened: list[Opened] = []
+
+    def keep(self, entry: Opened) -> None:
+        self.opened.append(entry)
+
+    async def finish(self) -> None:
+        """Screenshot every page, then close them, then fail on uncaught page errors."""
+        # every page first, then closing: a closing page hangs up on the others
+        for entry in self.opened:
+            try:
+                await entry.page.screenshot(path=self.artifacts_dir / f"{entry.label}.png")
+            except Exception as exc:  # a crashed page still gets its log saved
+                entry.console.append(f"screenshot failed: {exc}")
+        for entry in self.opened:
+            (self.artifacts_dir / f"{entry.label}.console.txt").write_text(
+                "\n".join(entry.console) + "\n"
+            )
+            await entry.close()
+        # an uncaught exception in the page is a bug even when the test passed
+        crashes = [
+            f"{e.label}: {line}" for e in self.opened for line in e.console if "pageerror" in line
+        ]
+        assert not crashes, f"uncaught errors in the page: {crashes}"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def open_page(browser: Browser, artifacts_dir: Path) -> AsyncIterator[OpenPage]:
+async def page_keeper(artifacts_dir: Path) -> AsyncIterator[PageKeeper]:
+    keeper = PageKeeper(artifacts_dir)
+    try:
+        yield keeper
+    finally:
+        await keeper.finish()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def open_page(browser: Browser, page_keeper: PageKeeper) -> OpenPage:
     """``await open_page(url, label)``: a page in its own context, kept for the artifacts."""
-    opened: list[Opened] = []
 
     async def _open(
         url: str, label: str, *, on: Browser | None = None, phone: bool = False
@@ -134,29 +181,157 @@ async def open_page(browser: Browser, artifacts_dir: Path) -> AsyncIterator[Open
             viewport=size, is_mobile=phone, has_touch=phone, bypass_csp=True
         )
         page = await context.new_page()
-        entry = Opened(label, context, page)
+        entry = Opened(label, page, context.close, [])
         page.on("console", lambda m: entry.console.append(f"{m.type}: {m.text}"))
         page.on("pageerror", lambda e: entry.console.append(f"pageerror: {e}"))
-        opened.append(entry)
+        page_keeper.keep(entry)
         await page.goto(url)
         return page
 
+    return _open
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def firefox() -> AsyncIterator[Firefox]:
+    """One driver (and so one Firefox) for the session; Firefox starts on the first page."""
+    problem = missing_parts()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    ff = await Firefox.start()
     try:
-        yield _open
+        yield ff
     finally:
-        # every page first, then closing: a closing page hangs up on the others
-        for entry in opened:
-            try:
-                await entry.page.screenshot(path=artifacts_dir / f"{entry.label}.png")
-            except Exception as exc:  # a crashed page still gets its log saved
-                entry.console.append(f"screenshot failed: {exc}")
-        for entry in opened:
-            (artifacts_dir / f"{entry.label}.console.txt").write_text(
-                "\n".join(entry.console) + "\n"
+        await ff.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def open_call_page(
+    open_page: OpenPage, firefox: Firefox, page_keeper: PageKeeper
+) -> OpenCallPage:
+    """``await open_call_page(browser, url, label)``: the call page in ``"chromium"`` or
+    ``"firefox"``, kept for the artifacts like ``open_page``'s pages."""
+
+    async def _open(browser_name: str, url: str, label: str) -> CallPage:
+        if browser_name == "chromium":
+            return await open_page(url, label)
+        if browser_name != "firefox":
+            raise ValueError(f"browser {browser_name!r}: expected 'chromium' or 'firefox'")
+        page = await firefox.open(url)
+        page_keeper.keep(Opened(label, page, page.close, page.console))
+        return page
+
+    return _open
+
+
+PEER_EXIT_TIMEOUT = 40.0
+LINE_TIMEOUT = 20.0
+STATUS_TIMEOUT = 30.0
+# the peer's status lines in its room, and once frames arrive ("connected | 29.8 fps | ...")
+WAITING = re.compile(r"^waiting for (caller|answerer)$", re.MULTILINE)
+RECEIVING = re.compile(r"^connected \| \d+(\.\d+)? fps.*$", re.MULTILINE)
+
+
+class Peer:
+    """One ``python -m peer`` subprocess; its stderr goes to the artifacts folder."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, stats: Path, log: Path) -> None:
+        self.proc = proc
+        self.stats_path = stats
+        self.log_path = log
+
+    async def wait(self) -> int:
+        try:
+            return await asyncio.wait_for(self.proc.wait(), PEER_EXIT_TIMEOUT)
+        except TimeoutError:
+            raise AssertionError(
+                f"python peer still running after {PEER_EXIT_TIMEOUT} s: {self.log()}"
+            ) from None
+
+    def stats(self) -> dict[str, Any]:
+        assert self.stats_path.exists(), f"no --stats-json written: {self.log()}"
+        data: dict[str, Any] = json.loads(self.stats_path.read_text())
+        return data
+
+    def log(self) -> str:
+        return self.log_path.read_text()[-2000:] if self.log_path.exists() else ""
+
+    async def wait_status(self, pattern: re.Pattern[str], what: str) -> str:
+        """Wait until the peer's status line matches ``pattern``; return that line.
+
+        In a pipe the peer writes its status on each phase change and every 5 s
+        (``docs/peer.md``), so this reads its log with a bound, not a guessed sleep."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STATUS_TIMEOUT
+        while loop.time() < deadline:
+            text = self.log_path.read_text() if self.log_path.exists() else ""
+            if m := pattern.search(text):
+                return m.group(0)
+            if self.proc.returncode is not None:
+                break
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"python peer never showed {what}: {self.log()}")
+
+    async def wait_waiting(self) -> str:
+        """The peer is in its room, waiting for the other party."""
+        return await self.wait_status(WAITING, "that it waits in its room")
+
+    async def wait_receiving(self) -> str:
+        """The peer's status shows a received frame rate."""
+        return await self.wait_status(RECEIVING, "a received frame rate")
+
+    async def say(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def read_line(self) -> str:
+        assert self.proc.stdout is not None
+        try:
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), LINE_TIMEOUT)
+        except TimeoutError:
+            raise AssertionError(
+                f"python peer printed nothing in {LINE_TIMEOUT} s: {self.log()}"
+            ) from None
+        return raw.decode().strip()
+
+
+StartPeer = Callable[..., Awaitable[Peer]]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def start_peer(hub_process: HubProcess, artifacts_dir: Path) -> AsyncIterator[StartPeer]:
+    """``await start_peer(room, role, *flags)``: a Python peer, killed if still running."""
+    async with AsyncExitStack() as stack:
+        peers: list[Peer] = []
+
+        async def _start(room: str, role: str, *flags: str, chat: bool = False) -> Peer:
+            label = f"peer-{role}"
+            stats = artifacts_dir / f"{label}.stats.json"
+            log = stack.enter_context((artifacts_dir / f"{label}.stderr.txt").open("wb"))
+            args = ["--server", hub_process.url, "--room", room, "--role", role]
+            args += ["--video", "testsrc", "--timeout", "30", "--stats-json", str(stats)]
+            if chat:
+                args.append("--chat")
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "peer",
+                *args,
+                *flags,
+                cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE if chat else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
             )
-            await entry.context.close()
-        # an uncaught exception in the page is a bug even when the test passed
-        crashes = [
-            f"{e.label}: {line}" for e in opened for line in e.console if "pageerror" in line
-        ]
-        assert not crashes, f"uncaught errors in the page: {crashes}"
+            peers.append(Peer(proc, stats, artifacts_dir / f"{label}.stderr.txt"))
+            return peers[-1]
+
+        try:
+            yield _start
+        finally:
+            for peer in peers:
+                if peer.proc.returncode is None:
+                    peer.proc.kill()
+                await peer.proc.wait()
+                if peer.proc.stdin is not None:
+                    peer.proc.stdin.close()

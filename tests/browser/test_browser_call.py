@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import OpenPage, PrivateHub
+from tests.browser.conftest import OpenCallPage, OpenPage, PrivateHub
 from tests.browser.pages import call_info, connected_pair, page_url, wait_frames, wait_state
 from tests.conftest import HubProcess
 
@@ -53,10 +53,18 @@ async def test_hangup_propagates(hub_process: HubProcess, open_page: OpenPage) -
         await wait_state(page, "connected")
 
 
-async def test_renegotiation_keeps_the_call(hub_process: HubProcess, open_page: OpenPage) -> None:
+@pytest.mark.parametrize("caller_browser", ["chromium", "firefox"])
+async def test_renegotiation_keeps_the_call(
+    hub_process: HubProcess, open_call_page: OpenCallPage, caller_browser: str
+) -> None:
     """An ICE-restart offer from the caller reaches the answerer, which answers it live."""
-    room = "b2b-restart"
-    caller, answerer = await connected_pair(open_page, hub_process.url, room)
+    room = f"b2b-restart-{caller_browser}"
+    url = page_url(hub_process.url, room=room, role="caller", auto="1")
+    caller = await open_call_page(caller_browser, url, "caller")
+    url = page_url(hub_process.url, room=room, role="answerer", auto="1")
+    answerer = await open_call_page("chromium", url, "answerer")
+    for page in (caller, answerer):
+        await wait_state(page, "connected")
     ufrag = "() => window.p2pcall.call.pc.remoteDescription.sdp.match(/a=ice-ufrag:(\\S+)/)[1]"
     before = await answerer.evaluate(ufrag)
     await caller.evaluate("window.p2pcall.restartIce()")

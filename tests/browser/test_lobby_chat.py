@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from tests.browser.conftest import OpenPage
-from tests.browser.pages import page_url, wait_state
+from tests.browser.pages import page_url, send_chat, wait_state
 from tests.conftest import HubProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
@@ -33,11 +33,6 @@ async def test_lobby_shows_waiting_caller_and_answers_it(
     assert await visitor.input_value("#room") == "lobby-alice"
     # answered rooms leave the lobby
     await expect(entry).to_have_count(0, timeout=10_000)
-
-
-async def send_chat(page: Page, text: str) -> None:
-    await page.locator("#chat-input").fill(text)
-    await page.locator("#chat-input").press("Enter")
 
 
 async def test_chat_round_trip(hub_process: HubProcess, open_page: OpenPage) -> None:

@@ -2,112 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
-from pathlib import Path
-from typing import Any
-
 import pytest
-import pytest_asyncio
 from playwright.async_api import expect
 
-from tests.browser.conftest import OpenPage
+from tests.browser.conftest import OpenPage, StartPeer
 from tests.browser.pages import call_info, page_url, wait_frames, wait_state
-from tests.conftest import ROOT, HubProcess
+from tests.conftest import HubProcess
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.asyncio(loop_scope="session"),
     pytest.mark.timeout(90),
 ]
-
-PEER_EXIT_TIMEOUT = 40.0
-LINE_TIMEOUT = 20.0
-
-
-class Peer:
-    """One ``python -m peer`` subprocess; its stderr goes to the artifacts folder."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, stats: Path, log: Path) -> None:
-        self.proc = proc
-        self.stats_path = stats
-        self.log_path = log
-
-    async def wait(self) -> int:
-        try:
-            return await asyncio.wait_for(self.proc.wait(), PEER_EXIT_TIMEOUT)
-        except TimeoutError:
-            raise AssertionError(
-                f"python peer still running after {PEER_EXIT_TIMEOUT} s: {self.log()}"
-            ) from None
-
-    def stats(self) -> dict[str, Any]:
-        assert self.stats_path.exists(), f"no --stats-json written: {self.log()}"
-        data: dict[str, Any] = json.loads(self.stats_path.read_text())
-        return data
-
-    def log(self) -> str:
-        return self.log_path.read_text()[-2000:] if self.log_path.exists() else ""
-
-    async def say(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        await self.proc.stdin.drain()
-
-    async def read_line(self) -> str:
-        assert self.proc.stdout is not None
-        try:
-            raw = await asyncio.wait_for(self.proc.stdout.readline(), LINE_TIMEOUT)
-        except TimeoutError:
-            raise AssertionError(
-                f"python peer printed nothing in {LINE_TIMEOUT} s: {self.log()}"
-            ) from None
-        return raw.decode().strip()
-
-
-StartPeer = Callable[..., Awaitable[Peer]]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def start_peer(hub_process: HubProcess, artifacts_dir: Path) -> AsyncIterator[StartPeer]:
-    """``await start_peer(room, role, *flags)``: a Python peer, killed if still running."""
-    async with AsyncExitStack() as stack:
-        peers: list[Peer] = []
-
-        async def _start(room: str, role: str, *flags: str, chat: bool = False) -> Peer:
-            label = f"peer-{role}"
-            stats = artifacts_dir / f"{label}.stats.json"
-            log = stack.enter_context((artifacts_dir / f"{label}.stderr.txt").open("wb"))
-            args = ["--server", hub_process.url, "--room", room, "--role", role]
-            args += ["--video", "testsrc", "--timeout", "30", "--stats-json", str(stats)]
-            if chat:
-                args.append("--chat")
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "peer",
-                *args,
-                *flags,
-                cwd=ROOT,
-                stdin=asyncio.subprocess.PIPE if chat else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-            )
-            peers.append(Peer(proc, stats, artifacts_dir / f"{label}.stderr.txt"))
-            return peers[-1]
-
-        try:
-            yield _start
-        finally:
-            for peer in peers:
-                if peer.proc.returncode is None:
-                    peer.proc.kill()
-                await peer.proc.wait()
-                if peer.proc.stdin is not None:
-                    peer.proc.stdin.close()
 
 
 @pytest.mark.parametrize("browser_role", ["caller", "answerer"])

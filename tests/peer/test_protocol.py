@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from aiortc import RTCSessionDescription
+from aiortc import RTCIceCandidate, RTCSessionDescription
 
 from peer.call import chat_message, parse_chat, video_codec
 from peer.errors import SignalingError
 from peer.protocol import (
+    PUSHED_EVENTS,
+    EndOfCandidates,
     candidate_from_json,
+    candidate_from_line,
     candidate_to_json,
     description_from_json,
     description_to_json,
+    parse_candidate,
 )
 
 CHROME_HOST = (
@@ -88,3 +92,31 @@ def test_chat_shape() -> None:
     assert parse_chat("not json") is None
     assert parse_chat(json.dumps({"type": "other", "text": "x"})) is None
     assert parse_chat(b"\x00") is None
+
+
+def test_empty_string_ends_only_its_m_section() -> None:
+    end = parse_candidate({"candidate": "", "sdpMid": "1", "usernameFragment": "abcd"})
+    assert end == EndOfCandidates(everything=False, mid="1", mline_index=None, ufrag="abcd")
+    assert parse_candidate({"candidate": ""}) == EndOfCandidates()
+    assert parse_candidate(None) == EndOfCandidates()
+    assert parse_candidate({"candidate": " ", "sdpMLineIndex": 2}) == EndOfCandidates(
+        everything=False, mline_index=2
+    )
+
+
+def test_empty_foundation_is_accepted() -> None:
+    c = parse_candidate({"candidate": "candidate: 1 udp 2122260223 10.0.0.7 5000 typ host"})
+    assert isinstance(c, RTCIceCandidate)
+    assert (c.ip, c.port, c.component, c.type) == ("10.0.0.7", 5000, 1, "host")
+    assert candidate_from_line(" 1 udp 1 10.0.0.7 5000 typ host").ip == "10.0.0.7"
+
+
+def test_wire_names_come_from_the_contract() -> None:
+    from signaling import protocol as wire
+
+    assert PUSHED_EVENTS == (
+        wire.Event.OFFER,
+        wire.Event.ANSWER,
+        wire.Event.CANDIDATE,
+        wire.Event.HANGUP,
+    )
