@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
@@ -78,7 +78,7 @@ def _drain(stream: IO[str], log: list[str]) -> None:
         log.extend(stream)
 
 
-def spawn_hub(*args: str) -> HubProcess:
+def spawn_hub(*args: str, preexec_fn: Callable[[], None] | None = None) -> HubProcess:
     """Run ``python -m signaling --port 0`` and read the bound URL from its log."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -88,6 +88,7 @@ def spawn_hub(*args: str) -> HubProcess:
         text=True,
         env=env,
         cwd=ROOT,
+        preexec_fn=preexec_fn,
     )
     assert proc.stderr is not None
     log: list[str] = []
