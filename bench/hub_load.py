@@ -32,7 +32,13 @@ import psutil
 
 from .servers import PEERJS_VERSION, ROOT, BenchSetupError, Server, pin, start_hub, start_peerjs
 
-TARGETS: dict[str, Callable[[int | None], Server]] = {"hub": start_hub, "peerjs": start_peerjs}
+TARGETS: dict[str, Callable[[int | None], Server]] = {
+    "hub": start_hub,
+    # the same hub with --resume-grace 0 (v1 lifetimes): what the session rules cost
+    "hub-grace0": lambda cpu: start_hub(cpu, "--resume-grace", "0"),
+    "peerjs": start_peerjs,
+}
+PROTOCOL = {"hub": "hub", "hub-grace0": "hub", "peerjs": "peerjs"}  # what the load speaks
 RESULTS_DIR = ROOT / "bench" / "results"
 DRAIN_SECONDS = 60.0
 # Paced load, well under either server's capacity on one core: latency at a given
@@ -112,7 +118,7 @@ def memory_probe(target: str, server: Server, plan: Plan) -> dict[str, float]:
     time.sleep(0.3)
     base = _rss_median(proc)
     gen = _loadgen(
-        ["--target", target, "--url", server.url, "--memory", str(k)],
+        ["--target", PROTOCOL[target], "--url", server.url, "--memory", str(k)],
         plan,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -152,7 +158,7 @@ def load_run(target: str, server: Server, pairs: int, plan: Plan, rate: float) -
     n_gen = max(1, min(plan.generators, pairs))
     shares = [pairs // n_gen + (i < pairs % n_gen) for i in range(n_gen)]
     window = ["--start-ns", str(start), "--end-ns", str(end)]
-    common = ["--target", target, "--url", server.url, *window]
+    common = ["--target", PROTOCOL[target], "--url", server.url, *window]
     folder = Path(tempfile.mkdtemp(prefix="hub_load-"))
     outs = [folder / f"tally-{i}.json" for i in range(n_gen)]
     gens = [
@@ -232,7 +238,13 @@ def summarise(
     memory: dict[str, list[dict[str, float]]], runs: list[dict[str, Any]], plan: Plan
 ) -> dict[str, Any]:
     """Medians over repeats (integrity counts summed), and our/PeerJS ratios."""
-    summary: dict[str, Any] = {"memory": {}, "load": {}, "paced": {}, "ratios": {}}
+    summary: dict[str, Any] = {
+        "memory": {},
+        "load": {},
+        "paced": {},
+        "ratios": {},
+        "sessions": {},
+    }
     for target, probes in memory.items():
         summary["memory"][target] = {
             key: statistics.median(p[key] for p in probes) for key in probes[0]
@@ -251,7 +263,13 @@ def summarise(
                     summed = key in ("errors", "lost", "duplicated", "reordered", "relayed")
                     row[key] = sum(values) if summed else statistics.median(values)
                 summary[section].setdefault(target, {})[str(n)] = row
-    for n in plan.pairs if set(TARGETS) <= set(memory) else ():
+    for n in plan.pairs if {"hub", "hub-grace0"} <= set(memory) else ():
+        on, off = summary["load"]["hub"][str(n)], summary["load"]["hub-grace0"][str(n)]
+        summary["sessions"][str(n)] = {
+            "cpu_per_setup": _ratio(on["cpu_s_per_1000_setups"], off["cpu_s_per_1000_setups"]),
+            "p99": _ratio(on["p99_ms"], off["p99_ms"]),
+        }
+    for n in plan.pairs if {"hub", "peerjs"} <= set(memory) else ():
         ours, theirs = summary["load"]["hub"][str(n)], summary["load"]["peerjs"][str(n)]
         ratio = {
             "setups_per_cpu_s": ours["setups_per_cpu_s"] / theirs["setups_per_cpu_s"],
@@ -307,7 +325,7 @@ def machine() -> dict[str, Any]:
 def print_summary(summary: dict[str, Any], plan: Plan) -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print("\nmedians of", plan.repeat, "run(s);", plan.seconds, "s windows; load average", load)
-    head = f"{'server':8} {'pairs':>5} {'setups/s':>9} {'cpu-s/1k':>9} {'setups/cpu-s':>12} "
+    head = f"{'server':10} {'pairs':>5} {'setups/s':>9} {'cpu-s/1k':>9} {'setups/cpu-s':>12} "
     head += f"{'p50 ms':>7} {'p99 ms':>7} {'srv cpu':>7} {'gen cpu':>7} errors lost dup reord"
     for section, title in (("load", "saturated (back to back)"), ("paced", "paced")):
         if not summary[section]:
@@ -327,6 +345,11 @@ def print_summary(summary: dict[str, Any], plan: Plan) -> None:
             f"ours/PeerJS at {n} pairs: setups per CPU-second {r['setups_per_cpu_s']:.2f}x, "
             f"CPU per setup {r['cpu_per_setup']:.2f}x, p99 {r['p99']:.2f}x{paced}"
         )
+    for n, r in summary["sessions"].items():
+        print(
+            f"sessions with grace / --resume-grace 0 at {n} pairs: "
+            f"CPU per setup {r['cpu_per_setup']:.2f}x, p99 {r['p99']:.2f}x"
+        )
     for target, m in summary["memory"].items():
         print(
             f"{target}: RSS per idle socket {m['rss_per_idle_socket_bytes'] / 1024:.1f} KiB, "
@@ -338,7 +361,7 @@ def _print_rows(load: dict[str, dict[str, dict[str, float]]]) -> None:
     for target, rows in load.items():
         for n, r in rows.items():
             print(
-                f"{target:8} {n:>5} {r['setups_per_s']:9.1f} {r['cpu_s_per_1000_setups']:9.3f} "
+                f"{target:10} {n:>5} {r['setups_per_s']:9.1f} {r['cpu_s_per_1000_setups']:9.3f} "
                 f"{r['setups_per_cpu_s']:12.1f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} "
                 f"{r['server_cpu_util']:7.0%} {r['generator_cpu_util']:7.0%} "
                 f"{r['errors']:6.0f} {r['lost']:4.0f} {r['duplicated']:3.0f} {r['reordered']:5.0f}"
@@ -359,12 +382,19 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
         help="offered setups/s of the paced run after each saturated one (0: none)",
     )
     p.add_argument("--memory-sockets", type=int, default=1000, help="sockets in the memory probe")
-    p.add_argument("--targets", default="hub,peerjs", help="servers to run (hub, peerjs)")
+    p.add_argument(
+        "--targets",
+        default="hub,hub-grace0,peerjs",
+        help="servers to run (hub, hub-grace0 = the hub with --resume-grace 0, peerjs)",
+    )
     p.add_argument("--smoke", action="store_true", help="a few seconds, small N (for tests)")
     p.add_argument("--out", type=Path, help="result JSON (default bench/results/hub-<time>.json)")
     args, unknown = p.parse_known_args(argv)
     if not set(args.targets.split(",")) <= set(TARGETS):
-        p.error(f"--targets: expected a comma-separated subset of hub,peerjs, got {args.targets!r}")
+        p.error(
+            "--targets: expected a comma-separated subset of hub,hub-grace0,peerjs, "
+            f"got {args.targets!r}"
+        )
     if unknown:
         print(f"bench.hub_load: ignoring options for other benchmarks: {unknown}", file=sys.stderr)
     try:

@@ -51,6 +51,7 @@ from .errors import (
     MediaError,
     NegotiationFailed,
     PeerError,
+    SessionLost,
     SignalingError,
 )
 from .events import (
@@ -60,8 +61,13 @@ from .events import (
     ConnectionChanged,
     HangupRequested,
     HubLost,
+    HubReconnecting,
+    HubResumed,
     OfferArrived,
+    PeerAway,
+    PeerBack,
     RemoteHangup,
+    SessionGone,
     describe,
     from_hub,
 )
@@ -77,6 +83,23 @@ log = logging.getLogger(__name__)
 
 CHAT_LABEL = "chat"
 STATS_INTERVAL = 1.0
+
+
+class SignalingState(StrEnum):
+    """The hub link as the call sees it; the media does not depend on it once connected."""
+
+    UP = "up"
+    RECONNECTING = "reconnecting"
+    RESUMED = "resumed"
+    LOST = "lost"  # the hub could not resume the session: no renegotiation any more
+
+
+SIGNALING_WORDS = {
+    SignalingState.UP: "",
+    SignalingState.RECONNECTING: "signaling reconnecting",
+    SignalingState.RESUMED: "signaling resumed",
+    SignalingState.LOST: "signaling lost, call goes on without the hub",
+}
 
 
 class Phase(StrEnum):
@@ -210,12 +233,16 @@ class Call:
         self.negotiations = 0
         self.not_sent: list[str] = []
         self.rejected: list[str] = []
+        self.signaling_state = SignalingState.UP
+        self.signaling_states: list[SignalingState] = [SignalingState.UP]
+        self.peer_away = False
         self.inbox: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._relay = MediaRelay()
         self._recorder: MediaRecorder | None = None
         self._recorder_started = False
         self._tracks_added = False
+        self._in_room = False  # the hub took our offer or join: a lost session loses the room
         self._closed = False
         self._offer: sdp.Description | None = None
         self.pc = self._make_pc()
@@ -236,6 +263,20 @@ class Call:
         log.info("room=%s phase %s -> %s", self.room, self.phase, phase)
         self.phase = phase
         self.phases.append(phase)
+
+    def _set_signaling(self, state: SignalingState) -> None:
+        if state != self.signaling_state:
+            log.info("room=%s signaling %s -> %s", self.room, self.signaling_state, state)
+            self.signaling_state = state
+            self.signaling_states.append(state)
+
+    @property
+    def notes(self) -> list[str]:
+        """Words for the status line about the hub link and the other side's link."""
+        notes = [SIGNALING_WORDS[self.signaling_state]]
+        if self.peer_away:
+            notes.append("other side reconnecting")
+        return [n for n in notes if n]
 
     def _spawn(self, coro: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
@@ -345,6 +386,7 @@ class Call:
             await self._send_offer()
         else:
             ack = await self.signaling.join(self.room)
+            self._in_room = True
             if ack.get("offer") is not None:
                 await self._on_offer(ack["offer"], list(ack.get("candidates") or []))
 
@@ -355,6 +397,7 @@ class Call:
         ack = await self.signaling.offer(
             self.room, description_to_json(local), private=self.options.private
         )
+        self._in_room = True
         await self.signaling.candidate(self.room, None)
         log.info("room=%s offered, held=%s", self.room, ack.get("held"))
 
@@ -572,8 +615,39 @@ class Call:
                     raise HubUnreachable(
                         f"lost the hub at {self.signaling.url} before the call connected"
                     )
+                self._set_signaling(SignalingState.LOST)
                 log.warning("room=%s lost the hub; the call goes on without signaling", self.room)
+            case HubReconnecting():
+                self._set_signaling(SignalingState.RECONNECTING)
+            case HubResumed():
+                self._set_signaling(SignalingState.RESUMED)
+            case SessionGone(reason):
+                self._on_session_gone(reason)
+            case PeerAway():
+                log.info("room=%s the other side's signaling dropped; waiting for it", self.room)
+                self.peer_away = True
+            case PeerBack():
+                log.info("room=%s the other side's signaling is back", self.room)
+                self.peer_away = False
         return None
+
+    def _on_session_gone(self, reason: str) -> None:
+        if not self._in_room:
+            log.info("room=%s new hub session before this call used one; nothing lost", self.room)
+        elif not self.connected.is_set():
+            raise SessionLost(
+                f"the hub at {self.signaling.url} lost this call's session ({reason}) "
+                "before the call connected",
+                reason,
+            )
+        else:
+            self._set_signaling(SignalingState.LOST)
+            log.warning(
+                "room=%s the hub could not resume the session (%s); the media is connected, "
+                "so the call goes on without the hub (no renegotiation)",
+                self.room,
+                reason,
+            )
 
     async def hangup(self, reason: str = "local") -> None:
         """Tell the other side (best effort) and mark the call ended."""

@@ -50,6 +50,14 @@ class HubUnreachable(SignalingError):
         super().__init__("unreachable", message)
 
 
+class SessionLost(SignalingError):
+    """The hub no longer knows this client's session (restart, grace over): its rooms are gone."""
+
+    def __init__(self, message: str, reason: str = "unknown") -> None:
+        super().__init__("session_lost", message)
+        self.reason = reason
+
+
 class Unauthorized(SignalingError):
     """The hub refused the connect: wrong or missing access token."""
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .protocol import Event, HangupReason
-from .signaling import DISCONNECT, Pushed
+from .signaling import DISCONNECT, RESUMED, SESSION_LOST, Pushed
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,38 @@ class HangupRequested:
 
 @dataclass(frozen=True)
 class HubLost:
+    """The hub link is gone for good (no reconnect: the session moved to another socket)."""
+
     reason: str
+
+
+@dataclass(frozen=True)
+class HubReconnecting:
+    """The hub link dropped; the client reconnects and resumes by itself."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class HubResumed:
+    """The session was resumed: whatever the hub relayed meanwhile follows, once, in order."""
+
+
+@dataclass(frozen=True)
+class SessionGone:
+    """A reconnect could not resume the session (``unknown``: hub restart; ``expired``)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class PeerAway:
+    """The other party's hub link dropped; it may come back within the hub's grace."""
+
+
+@dataclass(frozen=True)
+class PeerBack:
+    """The other party resumed its session."""
 
 
 CallEvent = (
@@ -66,6 +97,11 @@ CallEvent = (
     | ConnectionChanged
     | HangupRequested
     | HubLost
+    | HubReconnecting
+    | HubResumed
+    | SessionGone
+    | PeerAway
+    | PeerBack
 )
 
 
@@ -86,13 +122,28 @@ def describe(event: CallEvent) -> str:
             return f"a local hang-up ({reason})"
         case HubLost():
             return "the loss of the hub"
+        case HubReconnecting():
+            return "a dropped hub connection"
+        case HubResumed():
+            return "the resumed hub session"
+        case SessionGone(reason):
+            return f"the hub session lost ({reason})"
+        case PeerAway():
+            return "the other side's dropped hub connection"
+        case PeerBack():
+            return "the other side's resumed hub session"
 
 
 def from_hub(item: Pushed, room: str) -> CallEvent | None:
     """The call event for one pushed hub event; ``None`` for another room's or unknown."""
     payload = item.payload
     if item.event == DISCONNECT:
-        return HubLost(str(payload.get("reason", "")))
+        reason = str(payload.get("reason", ""))
+        return HubReconnecting(reason) if payload.get("reconnecting") else HubLost(reason)
+    if item.event == RESUMED:
+        return HubResumed()
+    if item.event == SESSION_LOST:
+        return SessionGone(str(payload.get("reason", "unknown")))
     if payload.get("room") != room:
         return None
     match item.event:
@@ -106,4 +157,8 @@ def from_hub(item: Pushed, room: str) -> CallEvent | None:
             return CandidateArrived(payload.get("candidate"))
         case Event.HANGUP:
             return RemoteHangup(str(payload.get("reason", HangupReason.HANGUP)))
+        case Event.PEER_AWAY:
+            return PeerAway()
+        case Event.PEER_BACK:
+            return PeerBack()
     return None

@@ -46,7 +46,14 @@ EMPTY_FOUNDATION = "-"
 
 
 # the hub -> client room events the peer handles (contract: "Hub -> client events")
-PUSHED_EVENTS = (Event.OFFER, Event.ANSWER, Event.CANDIDATE, Event.HANGUP)
+PUSHED_EVENTS = (
+    Event.OFFER,
+    Event.ANSWER,
+    Event.CANDIDATE,
+    Event.HANGUP,
+    Event.PEER_AWAY,
+    Event.PEER_BACK,
+)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ logs stay readable.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TextIO
 
 from .call import Call, Phase
@@ -21,8 +22,10 @@ def phase_text(phase: Phase, role: str) -> str:
     return str(phase)
 
 
-def format_status(phase: Phase, role: str, live: dict[str, float | None]) -> str:
-    """``connected | 29.8 fps | 512 kbps | 41 ms`` (figures only when measured)."""
+def format_status(
+    phase: Phase, role: str, live: dict[str, float | None], notes: Sequence[str] = ()
+) -> str:
+    """``connected | 29.8 fps | 512 kbps | 41 ms | signaling resumed`` (figures when measured)."""
     parts = [phase_text(phase, role)]
     if phase == Phase.CONNECTED:
         fps, kbps, latency = live.get("fps"), live.get("kbps"), live.get("latency_ms")
@@ -30,6 +33,7 @@ def format_status(phase: Phase, role: str, live: dict[str, float | None]) -> str
         parts.append("-- kbps" if kbps is None else f"{kbps:.0f} kbps")
         if latency is not None:
             parts.append(f"{latency:.0f} ms")
+    parts.extend(notes)
     return " | ".join(parts)
 
 
@@ -42,21 +46,25 @@ class StatusLine:
         self.tty = stream.isatty()
         self._last_text = ""
         self._last_phase: Phase | None = None
+        self._last_notes: list[str] = []
         self._last_at = 0.0
 
     def update(self) -> None:
         call = self.call
-        text = format_status(call.phase, call.options.role, call.stats.live())
+        notes = call.notes
+        text = format_status(call.phase, call.options.role, call.stats.live(), notes)
         if self.tty:
             pad = max(len(self._last_text) - len(text), 0)
             self.stream.write("\r" + text + " " * pad)
         else:
             now = time.monotonic()
-            if call.phase == self._last_phase and now - self._last_at < PIPE_INTERVAL:
+            same = call.phase == self._last_phase and notes == self._last_notes
+            if same and now - self._last_at < PIPE_INTERVAL:
                 return
             self._last_at = now
             self.stream.write(text + "\n")
         self._last_phase = call.phase
+        self._last_notes = notes
         self._last_text = text
         self.stream.flush()
 

@@ -4,7 +4,7 @@ Per-socket limits (rooms per socket, candidates per room, SDP size) bound one
 connection, but N connections still hold N times that for the whole offer TTL.
 This object bounds the total, and the share of one client address, so a
 single client cannot fill the hub's memory. Pure accounting: the room core
-charges and releases it by socket id; the hub tells it each socket's address.
+charges and releases it by party (session) id; the hub tells it each party's address.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class HeldBudget:
         self.max_total = max_total
         self.max_per_address = max_per_address
         self.total = 0
-        self._address_of: dict[str, str] = {}
+        self._address_of: dict[str, str] = {}  # connected parties
+        self._charged_to: dict[str, str] = {}  # the address each party's held bytes count against
         self._by_sid: dict[str, int] = {}
         self._by_address: dict[str, int] = {}
 
@@ -46,13 +47,13 @@ class HeldBudget:
         self._address_of[sid] = address
 
     def forget(self, sid: str) -> None:
-        """The socket is gone: release whatever it still holds."""
-        self.release(sid, self._by_sid.get(sid, 0))
+        """The party's connection is gone. What it holds stays charged (a session in its
+        grace keeps its rooms) until the room core releases it."""
         self._address_of.pop(sid, None)
 
     def charge(self, sid: str, size: int, what: str) -> None:
         """Count ``size`` more bytes held for ``sid``, or raise ``limit`` naming the cap."""
-        address = self._address_of.get(sid, "")
+        address = self._charged_to.get(sid) or self._address_of.get(sid, "")
         if self.max_total and self.total + size > self.max_total:
             raise SignalingError(
                 ErrorCode.LIMIT,
@@ -71,13 +72,16 @@ class HeldBudget:
         self.total += size
         self._by_address[address] = by_address + size
         self._by_sid[sid] = self._by_sid.get(sid, 0) + size
+        self._charged_to[sid] = address
 
     def release(self, sid: str, size: int) -> None:
         if size <= 0:
             return
         self.total -= size
-        subtract(self._by_address, self._address_of.get(sid, ""), size)
+        subtract(self._by_address, self._charged_to.get(sid, ""), size)
         subtract(self._by_sid, sid, size)
+        if sid not in self._by_sid:
+            self._charged_to.pop(sid, None)
 
     def held_by(self, sid: str) -> int:
         return self._by_sid.get(sid, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -44,7 +45,6 @@ class Config:
     ping_timeout: float = 10.0
     # Flow control and resource caps at the edge (0 turns a per-address cap off).
     max_queued_bytes: int = 1 << 20
-    send_timeout: float = 10.0
     request_timeout: float = 10.0
     max_connections_per_address: int = 256
     max_held_bytes: int = 256 << 20
@@ -54,6 +54,7 @@ class Config:
     drain_timeout: float = 5.0
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    resume_grace: float = 30.0
 
     def __post_init__(self) -> None:
         if self.token is not None and len(self.token) < MIN_TOKEN_CHARS:
@@ -98,7 +99,7 @@ def _positive_number(flag: str, text: str, *, integer: bool = False, zero: bool 
     except ValueError:
         kind = "an integer" if integer else "a number"
         raise ConfigError(f"{flag}: expected {kind}, got {text!r}") from None
-    if value < 0 or (value == 0 and not zero):
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         raise ConfigError(f"{flag}: must be {'>= 0' if zero else '> 0'}, got {text!r}")
     return value
 
@@ -134,7 +135,6 @@ NUMBER_FLAGS = (
         "(default 1048576)",
         integer=True,
     ),
-    NumberFlag("send_timeout", "seconds one send may stall before the socket is closed (10)"),
     NumberFlag(
         "request_timeout",
         "seconds a connection may take to send a request's headers, or stay idle between "
@@ -181,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--offer-ttl",
         help="seconds a room may wait for its other party (env SIGNALING_OFFER_TTL; default 600)",
+    )
+    p.add_argument(
+        "--resume-grace",
+        help="seconds a party that dropped without hanging up keeps its rooms and may resume; "
+        "0 ends its rooms at once (env SIGNALING_RESUME_GRACE; default 30)",
     )
     p.add_argument(
         "--token", help="access token clients must present (env SIGNALING_TOKEN; default off)"
@@ -240,6 +245,8 @@ def config_from_args(
         kwargs["port"] = value
     if (ttl := pick(args.offer_ttl, "OFFER_TTL")) is not None:
         kwargs["offer_ttl"] = _positive_number("--offer-ttl", ttl)
+    if (grace := pick(args.resume_grace, "RESUME_GRACE")) is not None:
+        kwargs["resume_grace"] = _positive_number("--resume-grace", grace, zero=True)
     if (token := pick(args.token, "TOKEN")) is not None:
         if not token:
             raise ConfigError("--token: must not be empty (omit it to turn the token off)")

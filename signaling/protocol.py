@@ -34,6 +34,9 @@ class Event(StrEnum):
     CANDIDATE = "candidate"
     HANGUP = "hangup"
     ROOMS = "rooms"
+    PEER_AWAY = "peer_away"
+    PEER_BACK = "peer_back"
+    BYE = "bye"
 
 
 class ErrorCode(StrEnum):
@@ -49,6 +52,7 @@ class ErrorCode(StrEnum):
     LIMIT = "limit"
     UNAUTHORIZED = "unauthorized"
     UNKNOWN_EVENT = "unknown_event"
+    STALE = "stale"
 
 
 class HangupReason(StrEnum):

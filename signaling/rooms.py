@@ -72,7 +72,11 @@ class Limits:
 
 
 class Rooms:
-    """All rooms of one hub and the rooms each socket is in."""
+    """All rooms of one hub and the rooms each party is in.
+
+    A party is whatever id the caller of these methods uses: the hub passes session
+    keys (``signaling/sessions.py``), so a party outlives the socket that carries it.
+    """
 
     def __init__(self, limits: Limits | None = None, budget: HeldBudget | None = None) -> None:
         self.limits = limits or Limits()
@@ -82,20 +86,25 @@ class Rooms:
         self._names: dict[str, str | None] = {}
         self.lobby_version = 0
 
-    # -- sockets -----------------------------------------------------------
+    # -- parties -----------------------------------------------------------
 
     def connect(self, sid: str, name: str | None = None) -> None:
         self._membership[sid] = set()
         self._names[sid] = name
 
-    def disconnect(self, sid: str) -> list[Send]:
-        """The socket is gone: every room it was in ends with ``peer_left``."""
+    def disconnect(self, sid: str, reason: HangupReason = HangupReason.PEER_LEFT) -> list[Send]:
+        """The party is gone: every room it was in ends, the others hear ``reason``."""
         sends: list[Send] = []
         for name in sorted(self._membership.get(sid, ())):
-            sends.extend(self._close(self._rooms[name], sid, HangupReason.PEER_LEFT))
+            sends.extend(self._close(self._rooms[name], sid, reason))
         self._membership.pop(sid, None)
         self._names.pop(sid, None)
         return sends
+
+    def end(self, room_name: str, leaver: str | None, reason: HangupReason) -> list[Send]:
+        """End one room now; every party but ``leaver`` hears ``reason``."""
+        room = self._rooms.get(room_name)
+        return [] if room is None else self._close(room, leaver, reason)
 
     # -- requests ----------------------------------------------------------
 

@@ -38,6 +38,7 @@ from .protocol import (
     require_object,
 )
 from .rooms import Limits, Outcome, Rooms
+from .sessions import Connected, Emit, Sessions, parse_request_seq, parse_resume
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,15 @@ class Hub:
             ),
             self.budget,
         )
-        self.token_throttle = TokenThrottle(config.max_token_failures, config.token_failure_window)
-        self.warnings = RateLimitedWarning(log)
-        self.lobby_watchers: set[str] = set()
+        self.sessions = Sessions(self.rooms, config.resume_grace)
+        self._connecting: dict[str, Connected] = {}  # sid -> its session, until welcome
+        self._kicks: set[asyncio.Task[None]] = set()
+        self.closing = False  # shutting down: sessions go into grace, nobody is told
+        self.lobby_watchers: set[str] = set()  # session keys
         self._lobby_sent = -1
         self._lobby_stale: set[str] = set()  # watchers skipped while their queue was busy
+        self.token_throttle = TokenThrottle(config.max_token_failures, config.token_failure_window)
+        self.warnings = RateLimitedWarning(log)
         self.sio = OrderedServer(
             self.dispatch,
             self.welcome,
@@ -91,10 +96,9 @@ class Hub:
             cors_allowed_origins=self._origin_allowed,
         )
         self.sio.eio.on_shed = self.on_shed
-        self.closing = False
         self.metrics = HubMetrics(
             Gauges(
-                sockets=lambda: self.rooms.socket_count,
+                sockets=lambda: self.sessions.socket_count,
                 rooms=lambda: len(self.rooms),
                 held_offers=lambda: len(self.rooms.lobby(self.clock())),
                 held_bytes=lambda: self.budget.total,
@@ -109,6 +113,7 @@ class Hub:
             Event.CANDIDATE: self._candidate,
             Event.HANGUP: self._hangup,
             Event.ROOMS: self._rooms,
+            Event.BYE: self._bye,
         }
 
     # -- connection lifecycle ---------------------------------------------
@@ -121,25 +126,24 @@ class Hub:
         """
         address = client_address(environ)
         try:
-            name = self._admit(sid, address, auth)
+            return self._connect(sid, address, auth)
         except socketio.exceptions.ConnectionRefusedError as exc:
             self.metrics.refusals.labels(str(exc.error_args.get("message"))).inc()
             raise
         except Exception as exc:
+            self._connecting.pop(sid, None)
             log.info("sid=%s connect refused: unreadable auth (%s)", sid, type(exc).__name__)
             self.metrics.refusals.labels(ErrorCode.INVALID.value).inc()
             raise _refused(
                 ErrorCode.INVALID, "the connect auth could not be read; send {name?, token?}"
             ) from None
-        self.rooms.connect(sid, name)
-        self.budget.register(sid, address)
-        log.debug("sid=%s connected name=%s", sid, name)
-        return True
 
-    def _admit(self, sid: str, address: str, auth: Any) -> str | None:
+    def _connect(self, sid: str, address: str, auth: Any) -> bool:
         if auth is not None and not isinstance(auth, dict):
-            raise _refused(
-                ErrorCode.INVALID, "auth must be an object {name?: string, token?: string}"
+            raise socketio.exceptions.ConnectionRefusedError(
+                "invalid",
+                "auth must be an object {name?: string, token?: string, session?: string, "
+                "lastSeq?: integer}",
             )
         auth = auth or {}
         if self.config.token is not None:
@@ -161,13 +165,41 @@ class Hub:
             ):
                 self.token_throttle.failed(address, now)
                 log.info("sid=%s connect refused: wrong or missing token", sid)
-                raise _refused(
-                    ErrorCode.UNAUTHORIZED, "this hub needs an access token (auth.token)"
+                raise socketio.exceptions.ConnectionRefusedError(
+                    "unauthorized", "this hub needs an access token (auth.token)"
                 )
         name = parse_name(auth)
         if "name" in auth and name is None:
-            raise _refused(ErrorCode.INVALID, "auth.name must be a string of 1-64 characters")
-        return name
+            raise socketio.exceptions.ConnectionRefusedError(
+                "invalid", "auth.name must be a string of 1-64 characters"
+            )
+        try:
+            token, last_seq = parse_resume(auth)
+        except ValueError as exc:
+            raise socketio.exceptions.ConnectionRefusedError("invalid", str(exc)) from None
+        connected = self.sessions.connect(sid, token, last_seq, name, self.clock())
+        self._connecting[sid] = connected
+        key = connected.session.key
+        self.budget.register(key, address)
+        if connected.resumed:
+            log.info(
+                "sid=%s session=%s resumed from seq %d: %d events to replay%s",
+                sid,
+                key,
+                last_seq,
+                len(connected.replay),
+                f", taking over sid={connected.kicked}" if connected.kicked else "",
+            )
+        elif connected.resume_error is not None:
+            log.info(
+                "sid=%s session=%s new: resume refused (%s)",
+                sid,
+                key,
+                connected.resume_error.value,
+            )
+        else:
+            log.debug("sid=%s session=%s connected name=%s", sid, key, name)
+        return True
 
     def on_shed(self, eio_sid: str, reason: str) -> None:
         """A socket closed for breaking a limit (engine.py calls this)."""
@@ -188,32 +220,77 @@ class Hub:
         return origin in (f"http://{host}", f"https://{host}")
 
     def welcome(self, sid: str) -> None:
-        self.sio.send_now(
-            sid,
-            Event.WELCOME,
-            {
-                "sid": sid,
-                "iceServers": list(self.config.ice_servers),
-                "limits": {
-                    "maxSdpBytes": self.config.max_sdp_bytes,
-                    "maxCandidates": self.config.max_candidates,
-                    "offerTtlSeconds": int(self.config.offer_ttl)
-                    if float(self.config.offer_ttl).is_integer()
-                    else self.config.offer_ttl,
-                },
+        """``welcome``, then the replay of a resumed session, then what others must hear."""
+        connected = self._connecting.pop(sid, None)
+        if connected is None:
+            return
+        welcome: dict[str, Any] = {
+            "sid": sid,
+            "session": connected.session.token,
+            "resumed": connected.resumed,
+            "iceServers": list(self.config.ice_servers),
+            "limits": {
+                "maxSdpBytes": self.config.max_sdp_bytes,
+                "maxCandidates": self.config.max_candidates,
+                "offerTtlSeconds": _seconds(self.config.offer_ttl),
+                "resumeGraceSeconds": _seconds(self.config.resume_grace),
             },
-        )
+        }
+        if connected.resume_error is not None:
+            welcome["resumeError"] = connected.resume_error.value
+        self.sio.send_now(sid, Event.WELCOME, welcome)
+        self.emit(connected.replay)
+        self.emit(connected.others)
+        if connected.kicked is not None:
+            task = asyncio.ensure_future(self._kick(connected.kicked))
+            self._kicks.add(task)
+            task.add_done_callback(self._kicks.discard)
+
+    async def cancel_kicks(self) -> None:
+        """Cancel and await the disconnects of taken-over sockets still under way."""
+        for task in list(self._kicks):
+            task.cancel()
+        await asyncio.gather(*self._kicks, return_exceptions=True)
+
+    async def _kick(self, sid: str) -> None:
+        """Disconnect a socket whose session a newer socket took over (half-open, most likely)."""
+        log.info("sid=%s disconnected: its session was taken over", sid)
+        await self.sio.disconnect(sid)
 
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        self.lobby_watchers.discard(sid)
-        self._lobby_stale.discard(sid)
-        sends = self.rooms.disconnect(sid)
+        """A socket closed: its session leaves (client's own close) or goes into grace."""
+        self._connecting.pop(sid, None)
+        session = self.sessions.of_socket(sid)
+        leaving = reason == self.sio.reason.CLIENT_DISCONNECT and not self.closing
+        emits = self.sessions.disconnect(sid, self.clock(), leaving=leaving)
+        if session is not None:
+            self.budget.forget(session.key)  # its held data stays charged until released
+        if session is not None and session.away:
+            log.info(
+                "sid=%s session=%s away (%s), grace %ss",
+                sid,
+                session.key,
+                reason,
+                self.config.resume_grace,
+            )
         if self.closing:
-            sends = []  # the hub is going away, not the peer: nobody is told peer_left
-        for send in sends:
-            log.info("room=%s sid=%s left -> telling %s", send.payload["room"], sid, send.to)
-            self.sio.send_now(send.to, send.event, send.payload)
-        self.budget.forget(sid)
+            return  # every socket is closing: nobody to tell
+        for emit in emits:
+            log.info(
+                "room=%s sid=%s %s -> telling sid=%s",
+                emit.payload.get("room"),
+                sid,
+                emit.event,
+                emit.to,
+            )
+        self.emit(emits)
+
+    def emit(self, emits: list[Emit]) -> None:
+        for emit in emits:
+            if not self.sio.send_now(emit.to, emit.event, emit.payload):
+                log.debug(
+                    "sid=%s gone before %s could reach it; kept for its resume", emit.to, emit.event
+                )
 
     # -- events -----------------------------------------------------------
 
@@ -230,16 +307,22 @@ class Hub:
                     + ", ".join(str(e) for e in self._handlers),
                 )
             payload = require_object(args[0] if args else None, event)
-            outcome = handler(sid, payload)
+            seq = parse_request_seq(payload, event)
+            if event == Event.BYE:
+                return self._bye(sid, payload).ack
+            ack, emits = self.sessions.request(sid, seq, lambda s: handler(s.key, payload))
         except SignalingError as exc:
             log.info("sid=%s %s refused: %s %s", sid, event[:40], exc.code.value, exc.message)
             self.metrics.refusals.labels(exc.code.value).inc()
             return exc.to_ack()
-        for send in outcome.sends:
-            if not self.sio.send_now(send.to, send.event, send.payload):
-                log.warning("sid=%s gone before %s could reach it", send.to, send.event)
+        if ack.get("ok") is False:
+            error = ack["error"]
+            log.info("sid=%s %s refused: %s %s", sid, event[:40], error["code"], error["message"])
+            self.metrics.refusals.labels(str(error["code"])).inc()
+        self.emit(emits)
+        for _ in emits:
             self.metrics.relay_seconds.observe(time.perf_counter() - started)
-        return outcome.ack
+        return ack
 
     def _offer(self, sid: str, payload: dict[str, Any]) -> Outcome:
         room = parse_room(payload, "offer")
@@ -250,6 +333,7 @@ class Hub:
                 ErrorCode.INVALID, f"offer: private must be true or false, got {private!r:.40}"
             )
         outcome = self.rooms.offer(sid, room, description, self.clock(), listed=not private)
+
         log.info("room=%s sid=%s offer held=%s", room, sid, outcome.ack["held"])
         return outcome
 
@@ -282,6 +366,16 @@ class Hub:
         log.info("room=%s sid=%s hung up", room, sid)
         return outcome
 
+    def _bye(self, sid: str, payload: dict[str, Any]) -> Outcome:
+        """End the socket's session now; the connection goes on with a fresh session."""
+        old = self.sessions.of_socket(sid)
+        session, emits = self.sessions.bye(sid, self.rooms.name_of(old.key) if old else None)
+        log.info(
+            "sid=%s session=%s bye -> new session=%s", sid, old.key if old else None, session.key
+        )
+        self.emit(emits)
+        return Outcome(ok(session=session.token))
+
     def _rooms(self, sid: str, payload: dict[str, Any]) -> Outcome:
         watch = payload.get("watch")
         if watch is not None and not isinstance(watch, bool):
@@ -298,9 +392,16 @@ class Hub:
 
     def sweep(self) -> None:
         """Expire lonely rooms; push the lobby to watchers when it changed."""
-        for send in self.rooms.expire(self.clock()):
-            log.info("room=%s expired -> telling %s", send.payload["room"], send.to)
-            self.sio.send_now(send.to, send.event, send.payload)
+        emits = self.sessions.expire(self.clock())
+        for emit in emits:
+            log.info(
+                "room=%s %s %s -> sid=%s",
+                emit.payload.get("room"),
+                emit.event,
+                emit.payload.get("reason"),
+                emit.to,
+            )
+        self.emit(emits)
         self.push_lobby()
 
     def push_lobby(self) -> None:
@@ -315,11 +416,14 @@ class Hub:
         if not self._lobby_stale:
             return
         lobby = {"rooms": self.rooms.lobby(self.clock())}
-        for sid in list(self._lobby_stale):
-            if self.sio.backlogged(sid):
-                continue
-            self._lobby_stale.discard(sid)
-            self.sio.send_now(sid, Event.ROOMS, lobby)
+        for key in list(self._lobby_stale):
+            session = self.sessions.of_key(key)
+            if session is None:
+                self.lobby_watchers.discard(key)
+                self._lobby_stale.discard(key)
+            elif session.socket is not None and not self.sio.backlogged(session.socket):
+                self._lobby_stale.discard(key)
+                self.sio.send_now(session.socket, Event.ROOMS, lobby)
 
     async def shutdown(self) -> None:
         """Close every socket without telling anyone a peer left; bounded by drain_timeout.
@@ -331,6 +435,7 @@ class Hub:
         reconnects), not as the server sending it away. What was open is logged.
         """
         self.closing = True
+        await self.cancel_kicks()
         eio = self.sio.eio
         paired = sum(1 for name in self.rooms.names() if (r := self.rooms.get(name)) and r.paired)
         log.info(
@@ -361,7 +466,9 @@ class Hub:
             "status": "ok",
             "rooms": len(self.rooms),
             "heldOffers": len(lobby),
-            "sockets": self.rooms.socket_count,
+            "sockets": self.sessions.socket_count,
+            "sessions": len(self.sessions),
+            "awaySessions": self.sessions.away_count,
             "uptimeSeconds": round(self.clock() - self.started, 3),
         }
 
@@ -389,6 +496,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 async def _shutdown(app: web.Application) -> None:
     await app[HUB_KEY].shutdown()
+
+
+def _seconds(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -46,6 +46,10 @@ const debug = {
   history: [], // every state shown, in order, for tests that check whole histories
   error: null,
   chat: [],
+  notices: [], // every notice shown, in order (hub link, the other side's link)
+  peerAway: false,
+  hubResumes: 0,
+  lobbyWatched: 0, // how many times the lobby was (re)subscribed: once per hub connection
   stats: null,
   get call() {
     return page.call;
@@ -73,11 +77,36 @@ async function ensureHub(name) {
     updateLobby([]);
     if (!page.call || isOver(page.call.state)) ui.showMessage({ code: PageError.HUB_LOST });
   });
+  sig.addEventListener("reconnecting", () => {
+    ui.setLobbyOffline(true, true);
+    updateLobby([]);
+    if (!page.call || isOver(page.call.state)) {
+      ui.showMessage({
+        code: PageError.HUB_LOST,
+        text: "Lost the connection to the signaling hub; reconnecting…",
+      });
+    }
+  });
+  // after every reconnect (resumed or not): the lobby comes back by itself
+  sig.addEventListener("ready", async (e) => {
+    if (e.detail.first || page.signaling !== sig || !sig.connected) return;
+    if (e.detail.resumed) debug.hubResumes += 1;
+    ui.setLobbyOffline(false);
+    if (!page.call || isOver(page.call.state)) ui.showMessage();
+    try {
+      const ack = await sig.request(Event.ROOMS, { watch: true });
+      updateLobby(ack.rooms || []);
+      debug.lobbyWatched += 1;
+    } catch {
+      // dropped again: the next "ready" asks again
+    }
+  });
   const promise = (async () => {
     await sig.connect();
     ui.setLobbyOffline(false);
     const ack = await sig.request(Event.ROOMS, { watch: true });
     updateLobby(ack.rooms || []);
+    debug.lobbyWatched += 1;
     return sig;
   })();
   page.hubConnecting = { name, promise };
@@ -288,11 +317,11 @@ function showFailure(code, detail) {
 function wireCall(call, ctx) {
   call.addEventListener("state", (e) => {
     if (page.call !== call) return;
-    const { state, error, detail } = e.detail;
+    const { state, error, detail, hubLink = false } = e.detail;
     if (state === CallState.FAILED) {
       showFailure(error, detail);
     } else {
-      setState(state, ctx);
+      setState(state, { ...ctx, hubLink });
       if (error) {
         debug.error = error;
         ui.showMessage({ code: error, detail });
@@ -310,7 +339,11 @@ function wireCall(call, ctx) {
     debug.chat.push({ ...e.detail, mine: false });
     ui.addChatLine(e.detail, false);
   });
-  call.addEventListener("notice", (e) => ui.showMessage({ text: e.detail, kind: "warning" }));
+  call.addEventListener("notice", (e) => {
+    debug.notices.push(e.detail.text);
+    debug.peerAway = call.peerAway;
+    ui.showMessage({ text: e.detail.text, kind: e.detail.kind });
+  });
 }
 
 function endCallUi() {
@@ -417,6 +450,7 @@ function wireControls() {
   }
   window.addEventListener("pagehide", () => {
     if (isInCall()) page.call.hangup();
+    if (page.signaling) page.signaling.close(); // bye: nobody waits out a grace for us
   });
 }
 

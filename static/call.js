@@ -19,6 +19,8 @@ import {
 } from "./protocol.js";
 
 const ANSWERER_RESTART_WAIT_MS = 15000;
+// Local events of the Signaling client about the hub link (no room field).
+const LINK_EVENTS = ["lost", "reconnecting", "resumed", "sessionlost"];
 
 export class Call extends EventTarget {
   constructor({
@@ -48,6 +50,8 @@ export class Call extends EventTarget {
     this._restarted = false;
     this._failTimer = null;
     this._listeners = [];
+    this._beforeBlip = null; // the state to return to when the hub link is back
+    this.peerAway = false;
     this.pc = new RTCPeerConnection({ iceServers });
     this._wirePeerConnection();
     this._wireSignaling();
@@ -175,7 +179,7 @@ export class Call extends EventTarget {
     const on = (type, fn) => {
       const handler = (e) => {
         const payload = e.detail || {};
-        if (type !== "lost" && payload.room !== this.room) return;
+        if (!LINK_EVENTS.includes(type) && payload.room !== this.room) return;
         if (this._over()) return;
         fn(payload);
       };
@@ -210,13 +214,54 @@ export class Call extends EventTarget {
       }
       this._close();
     });
-    on("lost", () => {
-      if (this.state === CallState.CONNECTED) {
-        this._notice("Lost the signaling hub; the call goes on but cannot be re-established.");
+    on("lost", (p) => {
+      this._beforeBlip = null;
+      if (this.pc.connectionState === "connected") {
+        this._setState(CallState.CONNECTED);
+        const why =
+          p.reason === "taken over"
+            ? "This call's hub connection moved to another tab"
+            : "Lost the signaling hub";
+        this._notice(`${why}; the call goes on but cannot be re-established.`);
       } else {
         this._fail(new CallError(PageError.HUB_LOST));
       }
     });
+    on("reconnecting", () => {
+      if (this.state !== CallState.RECONNECTING) this._beforeBlip = this.state;
+      this._setState(CallState.RECONNECTING, null, "", { hubLink: true });
+      this._notice("Lost the connection to the hub; reconnecting…", "info");
+    });
+    on("resumed", () => {
+      this._backFromBlip();
+      this._notice("Reconnected to the hub; the call goes on.", "info");
+    });
+    on("sessionlost", () => {
+      if (this.pc.connectionState === "connected") {
+        this._backFromBlip();
+        this._notice(
+          "The hub restarted and no longer knows this call; the call goes on, " +
+            "but cannot be re-established if the network changes.",
+        );
+      } else {
+        this._fail(new CallError(PageError.HUB_LOST, "the hub restarted and lost this call"));
+      }
+    });
+    on(Event.PEER_AWAY, () => {
+      this.peerAway = true;
+      this._notice("The other side's connection dropped; waiting for it to come back.", "info");
+    });
+    on(Event.PEER_BACK, () => {
+      this.peerAway = false;
+      this._notice("The other side is back.", "info");
+    });
+  }
+
+  _backFromBlip() {
+    const before = this._beforeBlip;
+    this._beforeBlip = null;
+    if (this.pc.connectionState === "connected") this._setState(CallState.CONNECTED);
+    else if (before && before !== CallState.RECONNECTING) this._setState(before);
   }
 
   _enqueue(task) {
@@ -332,15 +377,16 @@ export class Call extends EventTarget {
     this._close();
   }
 
-  _notice(text) {
-    this.dispatchEvent(new CustomEvent("notice", { detail: text }));
+  _notice(text, kind = "warning") {
+    this.dispatchEvent(new CustomEvent("notice", { detail: { text, kind } }));
   }
 
-  _setState(state, error = null, detail = "") {
+  /** `why.hubLink`: the state is about the link to the hub, not the media path. */
+  _setState(state, error = null, detail = "", why = {}) {
     if (this.state === state && !error) return;
     this.state = state;
     this.error = error;
-    this.dispatchEvent(new CustomEvent("state", { detail: { state, error, detail } }));
+    this.dispatchEvent(new CustomEvent("state", { detail: { state, error, detail, ...why } }));
   }
 
   _close() {

@@ -9,6 +9,9 @@ export const Event = Object.freeze({
   CANDIDATE: "candidate",
   HANGUP: "hangup",
   ROOMS: "rooms",
+  PEER_AWAY: "peer_away",
+  PEER_BACK: "peer_back",
+  BYE: "bye",
 });
 
 // Codes the hub puts in failure acks (error.code).
@@ -23,6 +26,7 @@ export const ErrorCode = Object.freeze({
   LIMIT: "limit",
   UNAUTHORIZED: "unauthorized",
   UNKNOWN_EVENT: "unknown_event",
+  STALE: "stale",
 });
 
 // Codes the page itself raises; they never travel on the wire.
@@ -94,6 +98,7 @@ const WORDS = {
   [ErrorCode.UNAUTHORIZED]:
     "The hub needs an access token. Open the page with ?token=... in the address.",
   [ErrorCode.UNKNOWN_EVENT]: "The hub did not understand the request (version mismatch?).",
+  [ErrorCode.STALE]: "The hub no longer remembers that request; start again.",
   [PageError.HUB_UNREACHABLE]:
     "Can't reach the signaling hub. Is it running (make run)? Check the address.",
   [PageError.HUB_LOST]: "Lost the connection to the signaling hub; the call cannot continue.",

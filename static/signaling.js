@@ -1,11 +1,44 @@
 // A thin client of the hub: one Socket.IO connection, ack-based requests that
 // resolve to the ack's fields or reject with a CallError, and hub events.
+//
+// Resume (contract v1.1): the Socket.IO client reconnects by itself (backoff with
+// jitter) and presents the session and the highest room-event seq processed, so the
+// hub replays what was missed and the call goes on. Requests are numbered; one whose
+// ack never came is sent again after the resume (the hub answers a repeat from
+// memory). Local events: "reconnecting", "resumed", "sessionlost" (the hub could not
+// resume: its rooms are gone), "ready" (after every welcome) and "lost" (for good).
 
 import { io } from "/vendor/socket.io.esm.min.js";
 import { CallError, ErrorCode, Event, PageError } from "./protocol.js";
 
 const CONNECT_TIMEOUT_MS = 8000;
 const REQUEST_TIMEOUT_MS = 10000;
+const STORE_KEY = "p2pcall.session";
+const ROOM_EVENTS = [
+  Event.OFFER,
+  Event.ANSWER,
+  Event.CANDIDATE,
+  Event.HANGUP,
+  Event.PEER_AWAY,
+  Event.PEER_BACK,
+];
+
+function store(value) {
+  try {
+    if (value) sessionStorage.setItem(STORE_KEY, JSON.stringify(value));
+    else sessionStorage.removeItem(STORE_KEY);
+  } catch {
+    // private mode: the session lives in memory only
+  }
+}
+
+function stored() {
+  try {
+    return JSON.parse(sessionStorage.getItem(STORE_KEY) || "null");
+  } catch {
+    return null;
+  }
+}
 
 export class Signaling extends EventTarget {
   constructor({ url = undefined, name = "", token = "" } = {}) {
@@ -15,44 +48,91 @@ export class Signaling extends EventTarget {
     this.token = token;
     this.socket = null;
     this.welcome = null;
+    this.session = null;
+    this.lastSeq = 0;
+    this.resumes = 0;
+    this._seq = 0;
+    this._pending = new Map(); // request seq -> {event, body, resolve, reject, timer}
     this._closing = false;
+    this._graceMs = 0;
   }
 
   get connected() {
     return Boolean(this.socket && this.socket.connected && this.welcome);
   }
 
-  /** Connect and wait for `welcome`; rejects with hub_unreachable / unauthorized. */
-  connect() {
+  /** The hub's grace, from the last welcome (kept while the connection is down). */
+  get graceMs() {
+    return this._graceMs;
+  }
+
+  _auth() {
     const auth = {};
     if (this.name) auth.name = this.name;
     if (this.token) auth.token = this.token;
+    // a reconnect (not a page load) resumes; sessionStorage keeps it across module state
+    const saved = this.session ? stored() : null;
+    if (saved && saved.session === this.session) {
+      auth.session = saved.session;
+      auth.lastSeq = saved.lastSeq || 0;
+    }
+    return auth;
+  }
+
+  _save() {
+    store({ session: this.session, lastSeq: this.lastSeq });
+  }
+
+  /** Connect and wait for `welcome`; rejects with hub_unreachable / unauthorized. */
+  connect() {
+    store(null); // a fresh page never takes over a session (a duplicated tab copies storage)
     const socket = io(this.url, {
-      auth,
-      reconnection: false,
+      auth: (cb) => cb(this._auth()),
+      reconnection: true,
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 4000,
+      randomizationFactor: 0.5,
       timeout: CONNECT_TIMEOUT_MS,
       transports: ["websocket", "polling"],
     });
     this.socket = socket;
     this._closing = false;
-    for (const ev of [Event.OFFER, Event.ANSWER, Event.CANDIDATE, Event.HANGUP, Event.ROOMS]) {
-      socket.on(ev, (payload) => this._emitLocal(ev, payload));
+    for (const ev of ROOM_EVENTS) {
+      socket.on(ev, (payload) => {
+        const seq = payload && payload.seq;
+        if (Number.isInteger(seq)) {
+          if (seq <= this.lastSeq) return; // already processed
+          this.lastSeq = seq;
+          this._save();
+        }
+        this._emitLocal(ev, payload);
+      });
     }
+    socket.on(Event.ROOMS, (payload) => this._emitLocal(Event.ROOMS, payload));
+    socket.on(Event.WELCOME, (welcome) => this._onWelcome(welcome));
+    socket.on("disconnect", (reason) => {
+      if (this._closing || !this.welcome) return;
+      this.welcome = null;
+      if (reason === "io server disconnect") {
+        // the hub closed this connection on purpose: another tab or connection took the
+        // session over. Socket.IO does not reconnect after that.
+        this._failPending();
+        this._emitLocal("lost", { reason: "taken over" });
+      } else {
+        this._emitLocal("reconnecting", { reason });
+      }
+    });
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.close();
         reject(new CallError(PageError.HUB_UNREACHABLE, "no welcome from the hub"));
       }, CONNECT_TIMEOUT_MS + 1000);
-      socket.once(Event.WELCOME, (welcome) => {
+      this._firstWelcome = (welcome) => {
         clearTimeout(timer);
-        this.welcome = welcome;
-        socket.on("disconnect", (reason) => {
-          this.welcome = null;
-          if (!this._closing) this._emitLocal("lost", { reason });
-        });
         resolve(welcome);
-      });
+      };
       socket.once("connect_error", (err) => {
+        if (this.welcome || this.session) return; // a reconnect attempt: it retries by itself
         clearTimeout(timer);
         socket.close();
         const refused = err && err.message;
@@ -67,32 +147,78 @@ export class Signaling extends EventTarget {
     });
   }
 
-  /** Send one request with an ack; resolves to the ack on ok, else rejects. */
+  _onWelcome(welcome) {
+    const first = this.session === null;
+    this.welcome = welcome;
+    this._graceMs = Number((welcome.limits || {}).resumeGraceSeconds || 0) * 1000;
+    if (first) {
+      this.session = welcome.session || null;
+      this.lastSeq = 0;
+      this._save();
+      this._firstWelcome(welcome);
+    } else if (welcome.resumed) {
+      this.resumes += 1;
+      // re-send, in order, every request whose ack never came
+      for (const [seq, entry] of [...this._pending].sort((a, b) => a[0] - b[0])) {
+        this._send(seq, entry);
+      }
+      this._emitLocal("resumed", {});
+    } else {
+      this.session = welcome.session || null;
+      this.lastSeq = 0;
+      this._seq = 0;
+      this._save();
+      this._failPending();
+      this._emitLocal("sessionlost", { reason: welcome.resumeError || "unknown" });
+    }
+    this._emitLocal("ready", { first, resumed: Boolean(welcome.resumed) });
+  }
+
+  _failPending() {
+    const pending = [...this._pending.values()];
+    this._pending.clear();
+    for (const entry of pending) {
+      clearTimeout(entry.timer);
+      entry.reject(new CallError(PageError.HUB_LOST, `${entry.event}: the hub lost this call`));
+    }
+  }
+
+  _send(seq, entry) {
+    this.socket.emit(entry.event, entry.body, (ack) => {
+      if (this._pending.get(seq) !== entry) return; // answered already, or given up
+      this._pending.delete(seq);
+      clearTimeout(entry.timer);
+      entry.resolve(ack);
+    });
+  }
+
+  /**
+   * Send one numbered request; resolves to the ack on ok, else rejects. While the hub
+   * connection is down the request waits for the resume (up to the hub's grace).
+   */
   async request(event, payload, timeoutMs = REQUEST_TIMEOUT_MS) {
-    if (!this.socket || !this.socket.connected) {
+    if (!this.socket || this._closing || (!this.connected && !this.session)) {
       throw new CallError(PageError.HUB_LOST, `cannot send ${event}: not connected`);
     }
-    // A lost connection must win over the request timer, whatever the timing: the
-    // request fails with hub_lost the moment the socket disconnects.
-    const socket = this.socket;
-    let onLost = null;
-    const lost = new Promise((resolve, reject) => {
-      onLost = () =>
-        reject(new CallError(PageError.HUB_LOST, `${event}: the connection was lost`));
-      socket.once("disconnect", onLost);
-    });
-    let ack;
-    try {
-      ack = await Promise.race([socket.timeout(timeoutMs).emitWithAck(event, payload), lost]);
-    } catch (err) {
-      if (err instanceof CallError) throw err;
-      if (!socket.connected) {
-        throw new CallError(PageError.HUB_LOST, `${event}: the connection was lost`);
-      }
-      throw new CallError(PageError.TIMEOUT, `${event}: no reply within ${timeoutMs} ms`);
-    } finally {
-      socket.off("disconnect", onLost);
+    if (!this.connected && !this.socket.active) {
+      throw new CallError(PageError.HUB_LOST, `cannot send ${event}: not connected`);
     }
+    const seq = ++this._seq;
+    const wait = timeoutMs + (this.connected ? 0 : this.graceMs);
+    const ack = await new Promise((resolve, reject) => {
+      const entry = { event, body: { ...payload, seq }, resolve, reject, timer: null };
+      entry.timer = setTimeout(() => {
+        this._pending.delete(seq);
+        // with the connection down when time is up, the lost connection is the cause
+        reject(
+          this.connected
+            ? new CallError(PageError.TIMEOUT, `${event}: no reply within ${wait} ms`)
+            : new CallError(PageError.HUB_LOST, `${event}: the connection to the hub was lost`),
+        );
+      }, wait);
+      this._pending.set(seq, entry);
+      if (this.connected) this._send(seq, entry);
+    });
     if (!ack || ack.ok !== true) {
       const error = (ack && ack.error) || {};
       throw new CallError(error.code || ErrorCode.INVALID, error.message || "");
@@ -100,9 +226,13 @@ export class Signaling extends EventTarget {
     return ack;
   }
 
+  /** End the session at once (so nobody waits out a grace period) and disconnect. */
   close() {
     this._closing = true;
+    if (this.socket && this.connected) this.socket.emit(Event.BYE, {});
     this.welcome = null;
+    this._failPending();
+    store(null);
     if (this.socket) this.socket.close();
     this.socket = null;
   }

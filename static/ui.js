@@ -14,7 +14,10 @@ const STATE_WORDS = {
       : `Waiting for a caller in room “${ctx.room}”`,
   [CallState.CONNECTING]: () => "Connecting…",
   [CallState.CONNECTED]: (ctx) => `Connected in room “${ctx.room}”`,
-  [CallState.RECONNECTING]: () => "Connection interrupted, reconnecting…",
+  [CallState.RECONNECTING]: (ctx) =>
+    ctx.hubLink
+      ? "Reconnecting to the hub… (the call goes on)"
+      : "Connection interrupted, reconnecting…",
   [CallState.ENDED]: () => "Call ended",
   [CallState.FAILED]: () => "Call failed",
 };
@@ -96,9 +99,11 @@ export function renderLobby(rooms, onAnswer, disabled) {
   $("lobby-empty").hidden = rooms.length > 0;
 }
 
-export function setLobbyOffline(offline) {
+export function setLobbyOffline(offline, reconnecting = false) {
   $("lobby-empty").textContent = offline
-    ? "Not connected to the hub."
+    ? reconnecting
+      ? "Reconnecting to the hub…"
+      : "Not connected to the hub."
     : "Nobody is waiting right now.";
 }
 

@@ -9,11 +9,15 @@ from typing import Any
 import socketio
 
 HUB_EVENTS = ("offer", "answer", "candidate", "hangup", "rooms")
+ROOM_EVENTS = frozenset({"offer", "answer", "candidate", "hangup", "peer_away", "peer_back"})
 TIMEOUT = 10.0
 
 
 class Party:
-    def __init__(self) -> None:
+    """One client. Room events must carry ``seq`` 1, 2, 3...; :meth:`next` checks and strips it."""
+
+    def __init__(self, last_seq: int = 0) -> None:
+        self.last_seq = last_seq
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.welcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -36,16 +40,35 @@ class Party:
         return await self.sio.call(event, *args, timeout=TIMEOUT)
 
     async def next(self, event: str | None = None) -> Any:
+        """The next event's payload, without its ``seq`` (checked to follow the last one)."""
+        name, data = await self.next_event(event)
+        if name in ROOM_EVENTS:
+            data = {k: v for k, v in data.items() if k != "seq"}
+        return data
+
+    async def next_event(self, event: str | None = None) -> tuple[str, Any]:
         name, data = await asyncio.wait_for(self.events.get(), TIMEOUT)
         if event is not None:
             assert name == event, f"expected {event!r}, got {name!r} {data!r}"
-        return data
+        if name in ROOM_EVENTS:
+            assert data.get("seq") == self.last_seq + 1, (self.last_seq, name, data)
+            self.last_seq = data["seq"]
+        return name, data
 
     async def nothing_more(self, settle: float = 0.3) -> None:
         """Assert no further event arrives: after a round trip, and a short settle time."""
         await self.call("rooms", {})
         await asyncio.sleep(settle)
         assert self.events.empty(), f"unexpected event {self.events.get_nowait()!r}"
+
+    @property
+    def session(self) -> str:
+        return str(self.welcome.result()["session"])
+
+    async def resume(self, url: str, last_seq: int | None = None, **auth: Any) -> Party:
+        """A new connection resuming this session from ``last_seq`` (default: all seen)."""
+        seen = self.last_seq if last_seq is None else last_seq
+        return await Party(seen).connect(url, session=self.session, lastSeq=seen, **auth)
 
     async def close(self) -> None:
         if self.sio.connected:
@@ -75,16 +98,16 @@ def cand(i: int, ufrag: bool = False) -> dict[str, Any]:
     return c
 
 
-async def until(condition: Callable[[], bool], bound: float = TIMEOUT) -> None:
-    """Poll a server-side condition every 10 ms, failing after ``bound`` seconds."""
-    for _ in range(int(bound / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached within the bound")
-
-
 def error_code(ack: Any) -> str:
     assert isinstance(ack, dict) and ack.get("ok") is False, ack
     assert isinstance(ack["error"]["message"], str) and ack["error"]["message"]
     return str(ack["error"]["code"])
+
+
+async def until(condition: Callable[[], bool], limit: float = TIMEOUT) -> None:
+    """Poll a hub-side condition every 10 ms, at most ``limit`` seconds."""
+    for _ in range(int(limit / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached within the bound")

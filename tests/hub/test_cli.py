@@ -51,6 +51,13 @@ def test_flags_win_over_environment() -> None:
     )
 
 
+def test_resume_grace_from_flag_or_environment() -> None:
+    assert Config().resume_grace == 30.0
+    assert config_from_args([], environ={"SIGNALING_RESUME_GRACE": "0"}).resume_grace == 0.0
+    env = {"SIGNALING_RESUME_GRACE": "5"}
+    assert config_from_args(["--resume-grace", "2.5"], environ=env).resume_grace == 2.5
+
+
 def test_token_is_not_in_repr() -> None:
     assert "hunter2-0123456789" not in repr(Config(token="hunter2-0123456789"))
 
@@ -69,6 +76,9 @@ def test_token_is_not_in_repr() -> None:
         (["--log-level", "loud"], "--log-level"),
         (["--token", ""], "--token"),
         (["--host", ""], "--host"),
+        (["--resume-grace", "-1"], "--resume-grace"),
+        (["--resume-grace", "inf"], "--resume-grace"),
+        (["--resume-grace", "a while"], "--resume-grace"),
     ],
 )
 def test_bad_values_name_the_flag(argv: list[str], flag: str) -> None:

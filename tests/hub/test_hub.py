@@ -35,7 +35,14 @@ async def test_welcome_carries_sid_ice_servers_and_limits(parties: Any) -> None:
     w = p.welcome.result()
     assert w["sid"] == p.sio.get_sid()
     assert w["iceServers"] == []
-    assert w["limits"] == {"maxSdpBytes": 65536, "maxCandidates": 200, "offerTtlSeconds": 600}
+    assert w["limits"] == {
+        "maxSdpBytes": 65536,
+        "maxCandidates": 200,
+        "offerTtlSeconds": 600,
+        "resumeGraceSeconds": 30,
+    }
+    assert w["resumed"] is False and "resumeError" not in w
+    assert isinstance(w["session"], str) and len(w["session"]) >= 22  # >= 128 bits, base64
 
 
 async def test_caller_first_held_offer_and_candidates_in_order(parties: Any) -> None:
@@ -178,13 +185,18 @@ async def test_hangup_then_room_is_free(parties: Any) -> None:
     await caller.nothing_more()
 
 
-async def test_disconnect_is_peer_left(parties: Any, hub: RunningHub) -> None:
-    caller, answerer = await parties(), await parties()
-    await caller.call("offer", offer("r"))
-    await answerer.call("join", {"room": "r"})
-    await caller.sio.disconnect()
-    assert await answerer.next("hangup") == {"room": "r", "reason": "peer_left"}
-    assert hub.hub.rooms.get("r") is None
+async def test_disconnect_is_peer_left_without_grace(hub_config: Config) -> None:
+    running, runner = await start_hub(replace(hub_config, resume_grace=0))
+    try:
+        caller, answerer = await party(running.url), await party(running.url)
+        await caller.call("offer", offer("r"))
+        await answerer.call("join", {"room": "r"})
+        await caller.sio.disconnect()
+        assert await answerer.next("hangup") == {"room": "r", "reason": "peer_left"}
+        assert running.hub.rooms.get("r") is None
+        await answerer.close()
+    finally:
+        await runner.cleanup()
 
 
 async def test_lobby_lists_waiting_callers_and_pushes_changes(parties: Any) -> None:

@@ -10,7 +10,7 @@ from engineio.async_socket import AsyncSocket
 from signaling.engine import PING_TIMER
 from tests.conftest import RunningHub
 
-from .client import until as _until
+from .client import until
 
 WAIT = 10.0
 
@@ -50,10 +50,10 @@ async def test_pings_repeat_while_answered_and_stop_after_close(hub: RunningHub)
         await _next_ping(ws)
         eio.ping_interval = 60.0
         await ws.send_str("3")
-        await _until(lambda: getattr(socket, PING_TIMER) is not None)
+        await until(lambda: getattr(socket, PING_TIMER) is not None)
         timer = getattr(socket, PING_TIMER)
         await ws.close()
-        await _until(lambda: socket.closed and getattr(socket, PING_TIMER) is None)
+        await until(lambda: socket.closed and getattr(socket, PING_TIMER) is None)
         assert timer.cancelled()
     assert not [t for t in asyncio.all_tasks() if "_send_ping" in repr(t.get_coro())], (
         "no ping task may be left behind"
@@ -71,4 +71,4 @@ async def test_a_client_that_stops_answering_pings_is_closed(hub: RunningHub) ->
                 msg = await ws.receive()
                 if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
                     break
-    assert hub.hub.rooms.socket_count == 0
+    assert hub.hub.sessions.socket_count == 0

@@ -119,4 +119,6 @@ def test_wire_names_come_from_the_contract() -> None:
         wire.Event.ANSWER,
         wire.Event.CANDIDATE,
         wire.Event.HANGUP,
+        wire.Event.PEER_AWAY,
+        wire.Event.PEER_BACK,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.conftest import RunningHub, start_hub
 OFFER = {"type": "offer", "sdp": "v=0\r\n"}
 
 
-async def connected(url: str, **kw: str) -> SignalingClient:
+async def connected(url: str, **kw: Any) -> SignalingClient:
     client = SignalingClient(url, timeout=10, **kw)
     await client.connect()
     return client

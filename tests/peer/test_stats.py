@@ -72,3 +72,18 @@ def test_empty_summary_is_all_null() -> None:
     assert out["connected_ms"] is None and out["first_frame_ms"] is None
     assert out["frames_received"] == 0 and out["fps"] is None and out["frames_lost"] is None
     assert out["bitrate_kbps"] is None and out["rtt_ms"] is None
+
+
+def test_status_line_says_what_signaling_is_doing() -> None:
+    from peer.call import Phase
+    from peer.status import format_status
+
+    live: dict[str, float | None] = {"fps": 30.0, "kbps": 500.0, "latency_ms": None}
+    assert format_status(Phase.CONNECTED, "caller", live) == "connected | 30.0 fps | 500 kbps"
+    assert (
+        format_status(Phase.CONNECTED, "caller", live, ["signaling reconnecting"])
+        == "connected | 30.0 fps | 500 kbps | signaling reconnecting"
+    )
+    assert format_status(Phase.WAITING, "caller", {}, ["signaling resumed"]) == (
+        "waiting for answerer | signaling resumed"
+    )

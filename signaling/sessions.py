@@ -1,0 +1,345 @@
+"""Sessions: a party's identity in its rooms, outliving the socket that carries it.
+
+The contract's "Sessions and resume" rules (protocol v1.1), as a pure state
+machine over :class:`~signaling.rooms.Rooms`: no sockets, no asyncio, no clock
+read (``now`` is passed in). The adapter tells it which socket connected with
+which ``auth`` and which socket went away; it answers with the socket-addressed
+events to emit, in order.
+
+- Each session numbers its hub→client room events 1, 2, 3... (``seq``) and keeps
+  the last ones in a bounded replay log, so a client that resumes with
+  ``lastSeq`` gets exactly what it missed, in order, once.
+- Each session remembers the acks of its last :data:`ACK_MEMORY` numbered
+  requests: a retried request is answered from memory (``duplicate: true``) and
+  never run twice; one older than that memory gets ``stale``.
+- A session in a room whose socket goes away without ``hangup`` is *away* for the
+  grace period: its rooms stay, the other party hears ``peer_away`` then
+  ``peer_back``, and events for it wait in its log (at most the per-room limit
+  of held candidates; past that the room ends with ``peer_left``).
+
+Rooms know parties by :attr:`Session.key`, a short id derived from the secret
+token: safe in logs, useless for taking a session over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .protocol import ErrorCode, Event, HangupReason, SignalingError
+from .rooms import Outcome, Payload, Rooms, Send
+
+ACK_MEMORY = 64  # acks kept per session for retried requests (contract: at least 64)
+TOKEN_BYTES = 18  # 144 random bits (contract: at least 128)
+ENDED_MEMORY = 10_000  # ended sessions remembered, to answer "expired" rather than "unknown"
+RESERVE_EVENTS = 8  # log room per room beyond its candidates: offer, answer, away/back, hangup
+LOG_BYTES = 2 * 1024 * 1024  # rough cap on a replay log's SDP and candidate text
+EVENT_OVERHEAD = 64  # bytes counted per logged event besides its SDP or candidate text
+
+
+class ResumeError(StrEnum):
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+
+
+def session_key(token: str) -> str:
+    """The loggable id of a session: a digest prefix, not the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class Emit(Send):
+    """A :class:`Send` addressed to a socket (``to`` is a sid), not to a session."""
+
+
+@dataclass(slots=True)
+class Session:
+    token: str = field(repr=False)
+    key: str
+    log_limit: int
+    socket: str | None = None
+    seq: int = 0
+    log: deque[tuple[int, str, Payload]] = field(default_factory=deque)
+    log_bytes: int = 0
+    last_request: int = 0
+    acks: OrderedDict[int, Payload] = field(default_factory=OrderedDict)
+    away_since: float | None = None
+    queued: dict[str, int] = field(default_factory=dict)  # room -> events queued while away
+
+    @property
+    def away(self) -> bool:
+        return self.away_since is not None
+
+
+@dataclass(slots=True)
+class Connected:
+    """What a connect resolved to: the session, and what to send around it."""
+
+    session: Session
+    resumed: bool
+    resume_error: ResumeError | None = None
+    replay: list[Emit] = field(default_factory=list)  # to the new socket, right after welcome
+    others: list[Emit] = field(default_factory=list)  # peer_back, hangups of a gap
+    kicked: str | None = None  # an older socket of this session, to disconnect
+
+
+class Sessions:
+    """Every session of one hub, on top of its room core."""
+
+    def __init__(
+        self,
+        rooms: Rooms,
+        grace: float,
+        new_token: Callable[[], str] = lambda: secrets.token_urlsafe(TOKEN_BYTES),
+    ) -> None:
+        self.rooms = rooms
+        self.grace = grace
+        self._new_token = new_token
+        self._by_token: dict[str, Session] = {}
+        self._by_key: dict[str, Session] = {}
+        self._by_socket: dict[str, Session] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()  # keys of sessions that ended
+        self._away: dict[str, Session] = {}  # key -> session, oldest away first
+        limits = rooms.limits
+        self.queue_limit = limits.max_candidates
+        self.log_limit = limits.max_rooms_per_socket * (limits.max_candidates + RESERVE_EVENTS)
+
+    # -- sockets -----------------------------------------------------------
+
+    def connect(
+        self,
+        socket: str,
+        token: str | None,
+        last_seq: int,
+        name: str | None,
+        now: float,
+    ) -> Connected:
+        """Attach ``socket`` to the session ``token`` names, or to a new one."""
+        session = self._by_token.get(token) if token is not None else None
+        if session is None:
+            error = None
+            if token is not None:
+                ended = session_key(token) in self._ended
+                error = ResumeError.EXPIRED if ended else ResumeError.UNKNOWN
+            return Connected(self._open(socket, name), False, error)
+        connected = Connected(session, True)
+        if session.socket is not None:
+            connected.kicked = session.socket
+            del self._by_socket[session.socket]
+        session.socket = socket
+        self._by_socket[socket] = session
+        oldest = session.log[0][0] if session.log else session.seq + 1
+        if last_seq < oldest - 1:
+            # The client missed events the log no longer has: its rooms cannot be
+            # made whole, so they end, and it starts again as a new session.
+            connected.others = self._end(session, HangupReason.PEER_LEFT)
+            connected.resumed = False
+            connected.resume_error = ResumeError.EXPIRED
+            connected.session = self._open(socket, name)
+            return connected
+        connected.replay = [Emit(socket, e, p) for s, e, p in session.log if s > last_seq]
+        if session.away:
+            session.away_since = None
+            session.queued.clear()
+            self._away.pop(session.key, None)
+            connected.others = self._tell_others(session, Event.PEER_BACK)
+        return connected
+
+    def disconnect(self, socket: str, now: float, *, leaving: bool) -> list[Emit]:
+        """``socket`` is gone. ``leaving``: the client closed it on purpose, or grace is 0."""
+        session = self._by_socket.pop(socket, None)
+        if session is None or session.socket != socket:
+            return []  # taken over by a newer socket, or already ended
+        session.socket = None
+        if leaving or self.grace <= 0 or not self.rooms.rooms_of(session.key):
+            # a session with no room has nothing to keep (contract: it ends on "hangup
+            # of all its rooms plus a client disconnect")
+            return self._end(session, HangupReason.PEER_LEFT)
+        session.away_since = now
+        self._away[session.key] = session
+        return self._tell_others(session, Event.PEER_AWAY)
+
+    def bye(self, socket: str, name: str | None) -> tuple[Session, list[Emit]]:
+        """End the socket's session and its rooms at once; the socket gets a fresh one."""
+        session = self._session_of(socket)
+        emits = self._end(session, HangupReason.PEER_LEFT)
+        return self._open(socket, name), emits
+
+    def expire(self, now: float) -> list[Emit]:
+        """End away sessions whose grace is over, and rooms whose offer TTL is over."""
+        emits: list[Emit] = []
+        deadline = now - self.grace
+        for session in list(self._away.values()):  # in the order they went away
+            if session.away_since is None or session.away_since > deadline:
+                break
+            emits.extend(self._end(session, HangupReason.PEER_LEFT))
+        emits.extend(self.deliver(self.rooms.expire(now)))
+        return emits
+
+    # -- requests ----------------------------------------------------------
+
+    def request(
+        self, socket: str, seq: int | None, run: Callable[[Session], Outcome]
+    ) -> tuple[Payload, list[Emit]]:
+        """Run one request of ``socket``'s session once; a retry gets the first ack."""
+        session = self._session_of(socket)
+        if seq is not None and seq <= session.last_request:
+            first = session.acks.get(seq)
+            if first is None:
+                raise SignalingError(
+                    ErrorCode.STALE,
+                    f"request seq {seq} is older than the last {ACK_MEMORY} requests this "
+                    f"session remembers (it has processed up to {session.last_request}); "
+                    "send new requests with a higher seq",
+                )
+            return {**first, "duplicate": True}, []
+        try:
+            outcome = run(session)
+        except SignalingError as exc:
+            outcome = Outcome(exc.to_ack())
+        if seq is not None:
+            session.last_request = seq
+            session.acks[seq] = outcome.ack
+            if len(session.acks) > ACK_MEMORY:
+                session.acks.popitem(last=False)
+        return outcome.ack, self.deliver(outcome.sends)
+
+    def deliver(self, sends: list[Send]) -> list[Emit]:
+        """Number and log each room event; the ones for attached sessions go out now."""
+        emits: list[Emit] = []
+        pending = deque(sends)
+        while pending:
+            send = pending.popleft()
+            session = self._by_key.get(send.to)
+            if session is None:
+                continue
+            room = send.payload.get("room")
+            if session.away and send.event != Event.HANGUP and isinstance(room, str):
+                count = session.queued.get(room, 0) + 1
+                session.queued[room] = count
+                if count > self.queue_limit:
+                    # Too much waits for a party that is away: end the room for both.
+                    pending.extend(self.rooms.end(room, None, HangupReason.PEER_LEFT))
+                    continue
+            emit = self._stamp(session, send.event, send.payload)
+            if emit is not None:
+                emits.append(emit)
+        return emits
+
+    # -- introspection -----------------------------------------------------
+
+    def of_socket(self, socket: str) -> Session | None:
+        return self._by_socket.get(socket)
+
+    def of_key(self, key: str) -> Session | None:
+        return self._by_key.get(key)
+
+    def __len__(self) -> int:
+        return len(self._by_token)
+
+    @property
+    def socket_count(self) -> int:
+        return len(self._by_socket)
+
+    @property
+    def away_count(self) -> int:
+        return len(self._away)
+
+    # -- internals ---------------------------------------------------------
+
+    def _session_of(self, socket: str) -> Session:
+        session = self._by_socket.get(socket)
+        if session is None:
+            # a late packet from a socket whose session a newer connection took over
+            raise SignalingError(
+                ErrorCode.NOT_IN_ROOM,
+                "this connection's session was taken over by a newer connection; "
+                "send requests on that one",
+            )
+        return session
+
+    def _open(self, socket: str, name: str | None) -> Session:
+        token = self._new_token()
+        session = Session(token, session_key(token), self.log_limit, socket)
+        self._by_token[token] = session
+        self._by_key[session.key] = session
+        self._by_socket[socket] = session
+        self.rooms.connect(session.key, name)
+        return session
+
+    def _end(self, session: Session, reason: HangupReason) -> list[Emit]:
+        """Free the session; its rooms end, the other parties hear ``reason``."""
+        self._by_token.pop(session.token, None)
+        self._by_key.pop(session.key, None)
+        self._away.pop(session.key, None)
+        if session.socket is not None:
+            self._by_socket.pop(session.socket, None)
+        self._ended[session.key] = None
+        if len(self._ended) > ENDED_MEMORY:
+            self._ended.popitem(last=False)
+        return self.deliver(self.rooms.disconnect(session.key, reason))
+
+    def _tell_others(self, session: Session, event: Event) -> list[Emit]:
+        sends = []
+        for name in sorted(self.rooms.rooms_of(session.key)):
+            room = self.rooms.get(name)
+            other = room.other(session.key) if room is not None else None
+            if other is not None:
+                sends.append(Send(other, event, {"room": name}))
+        return self.deliver(sends)
+
+    def _stamp(self, session: Session, event: str, payload: Payload) -> Emit | None:
+        session.seq += 1
+        payload["seq"] = session.seq
+        session.log.append((session.seq, event, payload))
+        session.log_bytes += _cost(payload)
+        while len(session.log) > session.log_limit or (
+            session.log_bytes > LOG_BYTES and len(session.log) > 1
+        ):
+            # A resume from before what is left fails plainly (see connect): never a gap.
+            session.log_bytes -= _cost(session.log.popleft()[2])
+        if session.socket is None:
+            return None
+        return Emit(session.socket, event, payload)
+
+
+def _cost(payload: Payload) -> int:
+    """What one logged event keeps alive, roughly: its SDP or candidate text."""
+    description = payload.get("description")
+    if isinstance(description, dict):
+        return EVENT_OVERHEAD + len(description.get("sdp", ""))
+    candidate = payload.get("candidate")
+    if isinstance(candidate, dict):
+        return EVENT_OVERHEAD + len(candidate.get("candidate", ""))
+    return EVENT_OVERHEAD
+
+
+def parse_resume(auth: dict[str, Any]) -> tuple[str | None, int]:
+    """``auth.session`` and ``auth.lastSeq`` of a connect; raises ``ValueError`` with a sentence."""
+    token = auth.get("session")
+    if token is not None and (not isinstance(token, str) or not 1 <= len(token) <= 256):
+        raise ValueError("auth.session must be the string a welcome gave (or absent)")
+    last_seq = auth.get("lastSeq", 0)
+    if last_seq is None:
+        last_seq = 0
+    if isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0:
+        raise ValueError("auth.lastSeq must be an integer >= 0 (the highest seq processed)")
+    return token, last_seq
+
+
+def parse_request_seq(payload: dict[str, Any], event: str) -> int | None:
+    """A request's optional ``seq``: a positive integer, increasing per session."""
+    seq = payload.get("seq")
+    if seq is None:
+        return None
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= 2**53:
+        raise SignalingError(
+            ErrorCode.INVALID,
+            f"{event}: seq must be a positive integer (increasing per session), got {seq!r:.40}",
+        )
+    return seq
