@@ -72,6 +72,8 @@ HUB_FLAGS = (
     "5",
     "--token-failure-window",
     "5",
+    "--resume-grace",
+    "2",  # abruptly dropped callers keep their rooms this long (sessions), then free them
 )
 
 
@@ -285,9 +287,9 @@ async def _sample_rss(pid: int, until: float, every: float, out: list[tuple[floa
 
 
 async def _settled_health(url: str) -> dict[str, Any]:
-    """The hub's /healthz once the last hostile sockets are gone (at most 5 s)."""
+    """The hub's /healthz once the last hostile sockets and their graces are gone (10 s)."""
     async with aiohttp.ClientSession() as session:
-        for _ in range(50):
+        for _ in range(100):
             async with session.get(url + "/healthz") as resp:
                 health: dict[str, Any] = await resp.json()
             if health["sockets"] == 0 and health["rooms"] == 0:
