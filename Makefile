@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint sysdeps bench clean
+.PHONY: setup run test lint sysdeps bench soak clean
 
 FIREFOX_DRIVER := tests/browser/firefox_driver
 
@@ -72,6 +72,12 @@ test: setup sysdeps lint
 
 bench: setup sysdeps
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Legitimate calls mixed with hostile clients for SOAK_SECONDS (default 600) on loopback;
+# writes docs/soak.json and docs/soak-rss.png. Longer: make soak SOAK_SECONDS=3600
+SOAK_SECONDS ?= 600
+soak: setup
+	$(PY) -m bench.soak --seconds $(SOAK_SECONDS) --out docs/soak.json --plot docs/soak-rss.png
 
 clean:
 	rm -rf $(VENV) static/node_modules $(FIREFOX_DRIVER)/node_modules bench/peerjs test-artifacts

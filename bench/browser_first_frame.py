@@ -78,7 +78,7 @@ async def one_run(browser: Any, url: str, workdir: Path) -> dict[str, Any]:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    context = await browser.new_context()
+    context = await browser.new_context(bypass_csp=True)  # for wait_for_function's eval
     try:
         await wait_for(lambda: rooms_held(url) > 0, "the Python answerer did not join")
         page = await context.new_page()

@@ -123,8 +123,12 @@ async def _hold(until_ns: int) -> None:
         await asyncio.sleep(delay)
 
 
-async def hub_pair(url: str, n: int, t: Tally, w: Window, hold_ns: int) -> None:
+async def hub_pair(
+    url: str, n: int, t: Tally, w: Window, hold_ns: int, token: str | None = None
+) -> None:
     room = f"r{os.getpid()}x{n}"
+    auths = [{"name": who} | ({"token": token} if token else {}) for who in ("caller", "answerer")]
+    caller_auth, answerer_auth = (json.dumps(a) for a in auths)
     live = LiveStream(t, w)
     hung: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     hangup = SequenceCheck(1)
@@ -145,7 +149,7 @@ async def hub_pair(url: str, n: int, t: Tally, w: Window, hold_ns: int) -> None:
     armed: list[SequenceCheck] = []  # streams whose sends the server accepted
     try:
         async with asyncio.timeout(PAIR_TIMEOUT):
-            caller = await SioConn.connect(url, '{"name":"caller"}', on_caller)
+            caller = await SioConn.connect(url, caller_auth, on_caller)
             now = time.monotonic_ns()
             acks = [
                 caller.emit(
@@ -157,7 +161,7 @@ async def hub_pair(url: str, n: int, t: Tally, w: Window, hold_ns: int) -> None:
                 acks.append(caller.emit("candidate", f'{{"room":"{room}","candidate":{cand}}}'))
             for ack in await asyncio.gather(*acks):
                 _ack_ok(ack, "caller offer/candidate")
-            answerer = await SioConn.connect(url, '{"name":"answerer"}', on_answerer)
+            answerer = await SioConn.connect(url, answerer_auth, on_answerer)
             held = _held_check(_ack_ok(await answerer.call("join", f'{{"room":"{room}"}}'), "join"))
             armed.append(held)
             desc = ANSWER.sdp_json("answer", 0, time.monotonic_ns())

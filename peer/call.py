@@ -134,6 +134,7 @@ class CallOptions:
     name: str = "peer"
     record: Path | None = None
     show_remote: LatestFrame | None = None
+    private: bool = False  # keep the room out of the lobby
     # resolve the other side's ``<uuid>.local`` candidates by multicast DNS (aioice);
     # off, they are dropped without a query on the network
     resolve_mdns: bool = True
@@ -433,7 +434,9 @@ class Call:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         local = self.pc.localDescription
         self._offer = sdp.split(local.sdp)
-        ack = await self.signaling.offer(self.room, description_to_json(local))
+        ack = await self.signaling.offer(
+            self.room, description_to_json(local), private=self.options.private
+        )
         self._in_room = True
         await self.signaling.candidate(self.room, None)
         log.info("room=%s offered, held=%s", self.room, ack.get("held"))

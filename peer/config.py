@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from signaling.config import ConfigError, parse_ice_server
+from signaling.protocol import NEW_ROOM, ROOM_PATTERN, new_private_room
 
 from .errors import UsageError
 from .testsrc import check_size
@@ -18,7 +19,6 @@ from .testsrc import check_size
 Role = Literal["caller", "answerer"]
 CODECS = ("vp8", "h264")
 RECORD_FORMATS = (".mp4", ".webm", ".mkv")
-ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ROLES = ("caller", "answerer")
 VIDEO_KINDS = "testsrc, webcam, webcam:N, webcam:/dev/videoN, none or a video file"
 AUDIO_KINDS = "tone, none or an audio file"
@@ -48,6 +48,7 @@ class PeerConfig:
     chat: bool = False
     # resolve the other side's ``<uuid>.local`` candidates by multicast DNS (224.0.0.251)
     mdns: bool = True
+    private_room: bool = False  # --room new: the room was generated here
     verbose: int = 0
 
 
@@ -60,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = p.add_argument
     add("--server", help="hub URL (env PEER_SERVER; default http://127.0.0.1:8080)")
-    add("--room", help="room name, 1-64 of A-Z a-z 0-9 _ - (env PEER_ROOM; required)")
+    add(
+        "--room",
+        help="room name, 1-64 of A-Z a-z 0-9 _ -, or `new` for a fresh private room whose "
+        "answer link is printed (env PEER_ROOM; required)",
+    )
     add("--role", help="caller or answerer (env PEER_ROLE; required)")
     add("--name", help="display name shown to others (env PEER_NAME; default python-peer)")
     add("--token", help="hub access token (env PEER_TOKEN; default none)")
@@ -169,19 +174,24 @@ def config_from_args(
     kw: dict[str, Any] = {}
     server = pick(args.server, "SERVER")
     if server is not None:
-        if not re.match(r"^https?://[^/\s]+", server):
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", server):
             raise UsageError(f"--server: expected an http:// or https:// URL, got {server!r}")
         kw["server"] = server
     room = pick(args.room, "ROOM")
     if room is None:
         raise UsageError("--room: required (a name of 1-64 letters, digits, _ or -)")
-    if not ROOM_PATTERN.match(room):
+    if room == NEW_ROOM:
+        kw["private_room"] = True
+        room = new_private_room()
+    elif not ROOM_PATTERN.fullmatch(room):
         raise UsageError(f"--room: {room!r} is malformed; use 1-64 of A-Z a-z 0-9 _ -")
     kw["room"] = room
     role = pick(args.role, "ROLE")
     if role not in ROLES:
         got = "missing" if role is None else f"got {role!r}"
         raise UsageError(f"--role: expected caller or answerer, {got}")
+    if kw.get("private_room") and role != "caller":
+        raise UsageError("--room new: only a caller makes a new room; the answerer opens its link")
     kw["role"] = role
     if (name := pick(args.name, "NAME")) is not None:
         if not 1 <= len(name) <= 64:

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from signaling.protocol import answer_link
+
 from . import aiortc_seam
 from .call import Call, CallOptions
 from .config import PeerConfig
@@ -24,6 +26,7 @@ from .media import Sources, open_sources
 from .signaling import SignalingClient
 from .sinks import LatestFrame
 from .status import StatusLine
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .display import Display
@@ -35,7 +38,9 @@ HUB_TIMEOUT = 10.0
 
 
 def _print_chat(msg: dict[str, Any]) -> None:
-    print(f"{msg.get('from', '?')}: {msg['text']}", flush=True)
+    sender = msg.get("from")
+    shown = printable(sender) if isinstance(sender, str) else "?"
+    print(f"{shown}: {printable(msg['text'])}", flush=True)
 
 
 def _stdin_reader(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
@@ -81,6 +86,11 @@ async def run_peer(cfg: PeerConfig, result: dict[str, Any]) -> str:
         if cfg.show and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise MediaError("--show needs a graphical display, and DISPLAY is not set")
         await client.connect()
+        if cfg.private_room:
+            print(
+                f"private room {cfg.room}: answer at {answer_link(cfg.server, cfg.room)}",
+                flush=True,
+            )
         local = LatestFrame() if cfg.show else None
         remote = LatestFrame() if cfg.show else None
         sources = await open_sources(
@@ -96,6 +106,7 @@ async def run_peer(cfg: PeerConfig, result: dict[str, Any]) -> str:
             record=cfg.record,
             resolve_mdns=cfg.mdns,
             show_remote=remote,
+            private=cfg.private_room,
         )
         call = Call(client, options, sources, start=start, on_chat=_print_chat)
         if remote is not None:

@@ -327,8 +327,14 @@ class SignalingClient:
         error = ack.get("error") or {}
         raise signaling_error(str(error.get("code")), str(error.get("message", "")))
 
-    async def offer(self, room: str, description: dict[str, str]) -> dict[str, Any]:
-        return await self.request(Event.OFFER, {"room": room, "description": description})
+    async def offer(
+        self, room: str, description: dict[str, str], *, private: bool = False
+    ) -> dict[str, Any]:
+        """``private``: keep the room out of the hub's lobby (a ``--room new`` room)."""
+        payload: dict[str, Any] = {"room": room, "description": description}
+        if private:
+            payload["private"] = True
+        return await self.request(Event.OFFER, payload)
 
     async def join(self, room: str) -> dict[str, Any]:
         return await self.request(Event.JOIN, {"room": room})

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from .config import Config, ConfigError, config_from_args
-from .server import create_app
+from .edge import raise_fd_limit
+from .server import create_app, make_runner
 
 log = logging.getLogger("signaling")
 LISTEN_BACKLOG = 1024
@@ -21,8 +22,13 @@ LISTEN_BACKLOG = 1024
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Serve until cancelled (or SIGINT/SIGTERM); log the real bound URL."""
-    runner = web.AppRunner(
-        create_app(config), access_log=None, handle_signals=False, shutdown_timeout=2.0
+    soft, hard = raise_fd_limit()
+    log.info("open-files limit %d (hard %d)", soft, hard)
+    runner = make_runner(
+        create_app(config),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=config.drain_timeout + 2.0,
     )
     await runner.setup()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,13 @@ class ConfigError(ValueError):
     """A setting has a value the hub cannot use; the message names the flag."""
 
 
+MIN_TOKEN_CHARS = 16  # ~95 bits of printable ASCII: out of reach of online guessing
+
+
 @dataclass(frozen=True)
 class Config:
+    """Every hub setting; ``docs/security.md`` lists the limits with their flags and codes."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     offer_ttl: float = 600.0
@@ -36,8 +42,29 @@ class Config:
     static_dir: Path = STATIC_DIR
     sweep_interval: float = 1.0
     lobby_interval: float = 0.5
+    # Engine.IO heartbeat: a frozen peer is noticed within interval + timeout seconds.
+    ping_interval: float = 12.0
+    ping_timeout: float = 10.0
+    # Flow control and resource caps at the edge (0 turns a per-address cap off).
+    max_queued_bytes: int = 1 << 20
+    request_timeout: float = 10.0
+    max_connections_per_address: int = 256
+    max_held_bytes: int = 256 << 20
+    max_held_bytes_per_address: int = 32 << 20
+    max_token_failures: int = 10
+    token_failure_window: float = 60.0
+    drain_timeout: float = 5.0
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
     resume_grace: float = 30.0
     turn: TurnCredentials | None = None
+
+    def __post_init__(self) -> None:
+        if self.token is not None and len(self.token) < MIN_TOKEN_CHARS:
+            raise ConfigError(
+                f"--token: must be at least {MIN_TOKEN_CHARS} characters "
+                f"(got {len(self.token)}); a short token can be guessed online"
+            )
 
 
 def parse_ice_server(url: str) -> dict[str, Any]:
@@ -78,6 +105,72 @@ def _positive_number(flag: str, text: str, *, integer: bool = False, zero: bool 
     if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         raise ConfigError(f"{flag}: must be {'>= 0' if zero else '> 0'}, got {text!r}")
     return value
+
+
+@dataclass(frozen=True)
+class NumberFlag:
+    """One numeric setting: ``--flag`` / ``SIGNALING_ENV`` -> ``Config.field``."""
+
+    field: str
+    help: str
+    integer: bool = False
+    zero: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "SIGNALING_" + self.field.upper()
+
+
+NUMBER_FLAGS = (
+    NumberFlag("ping_interval", "seconds between Engine.IO pings (default 12)"),
+    NumberFlag(
+        "ping_timeout",
+        "seconds a client may take to answer a ping before it is dropped; a frozen peer "
+        "is noticed within interval + timeout (default 10)",
+    ),
+    NumberFlag(
+        "max_queued_bytes",
+        "bytes waiting to be sent to one socket before it is closed as a slow reader "
+        "(default 1048576)",
+        integer=True,
+    ),
+    NumberFlag(
+        "request_timeout",
+        "seconds a connection may take to send a request's headers, or stay idle between "
+        "requests (default 10)",
+    ),
+    NumberFlag(
+        "max_connections_per_address",
+        "open connections per client address, 0 for no cap (default 256)",
+        integer=True,
+        zero=True,
+    ),
+    NumberFlag(
+        "max_held_bytes",
+        "bytes of held offers and candidates in the whole hub (default 268435456)",
+        integer=True,
+    ),
+    NumberFlag(
+        "max_held_bytes_per_address",
+        "bytes of held offers and candidates per client address, 0 for no cap (default 33554432)",
+        integer=True,
+        zero=True,
+    ),
+    NumberFlag(
+        "max_token_failures",
+        "wrong tokens one address may send per --token-failure-window before its connects "
+        "are refused with limit (default 10)",
+        integer=True,
+    ),
+    NumberFlag("token_failure_window", "seconds over which wrong tokens count (default 60)"),
+    NumberFlag(
+        "drain_timeout", "seconds shutdown waits for sockets to close (default 5)", zero=True
+    ),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +220,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         help=f"one of {', '.join(LOG_LEVELS)} (env SIGNALING_LOG_LEVEL; default info)",
     )
+    for nf in NUMBER_FLAGS:
+        p.add_argument(nf.flag, help=f"{nf.help} (env {nf.env})")
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        help="Host header value the hub answers to, repeatable: a guard against DNS "
+        "rebinding (env SIGNALING_ALLOWED_HOSTS, space-separated; default any)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        help="origin of a page served elsewhere that may connect, repeatable "
+        "(env SIGNALING_CORS_ORIGINS, space-separated; default same origin only)",
+    )
     return p
+
+
+def _list(values: list[str] | None, env: Mapping[str, str], name: str) -> list[str] | None:
+    if values is None and env.get(f"SIGNALING_{name}"):
+        values = env[f"SIGNALING_{name}"].split()
+    return values
 
 
 def config_from_args(
@@ -158,9 +271,7 @@ def config_from_args(
         if not token:
             raise ConfigError("--token: must not be empty (omit it to turn the token off)")
         kwargs["token"] = token
-    urls = args.ice_server
-    if urls is None and env.get("SIGNALING_ICE_SERVERS"):
-        urls = env["SIGNALING_ICE_SERVERS"].split()
+    urls = _list(args.ice_server, env, "ICE_SERVERS")
     if urls:
         kwargs["ice_servers"] = tuple(parse_ice_server(u) for u in urls)
     kwargs["turn"] = _turn_from(args, env, pick)
@@ -170,6 +281,18 @@ def config_from_args(
                 f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {level!r}"
             )
         kwargs["log_level"] = level.lower()
+    for nf in NUMBER_FLAGS:
+        if (text := pick(getattr(args, nf.field), nf.field.upper())) is not None:
+            kwargs[nf.field] = _positive_number(nf.flag, text, integer=nf.integer, zero=nf.zero)
+    if hosts := _list(args.allowed_host, env, "ALLOWED_HOSTS"):
+        kwargs["allowed_hosts"] = tuple(h.lower() for h in hosts)
+    if origins := _list(args.cors_origin, env, "CORS_ORIGINS"):
+        for origin in origins:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ConfigError(
+                    f"--cors-origin: expected scheme://host[:port] with no path, got {origin!r}"
+                )
+        kwargs["cors_origins"] = tuple(origins)
     return Config(**kwargs)
 
 

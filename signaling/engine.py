@@ -13,10 +13,15 @@ and in the event loop's timer heap. Here the same ping is a plain
 ``loop.call_later`` handle, cancelled when our WebSocket transport ends the
 socket; one that fires after a close does nothing, as the stock task does.
 
-When the service task finds a client that stopped answering pings, it closes
-the Engine.IO socket, but the CLOSE packet it means to send is dropped by that
-same ping check, and our writer waits on the send queue without a timer: the
-disconnect event therefore puts the writer's stop mark on the queue.
+When the service task finds a client that stopped answering pings, the
+connection is aborted at once (:func:`abort`): a stop mark on the send queue
+would wait behind whatever backlog the dead client left unread, and hold its
+memory until then. The same abort ends sockets that break a limit (a send
+queue over ``max_queued_bytes``, a malformed packet).
+
+Long-polling POSTs are read here whole before python-engineio sees them: its
+aiohttp driver reads a body with one ``content.read(n)``, which returns only
+what has arrived so far, so a body that arrives in pieces lost its tail.
 """
 
 from __future__ import annotations
@@ -24,28 +29,131 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import engineio
+from aiohttp import web
 from engineio import packet
 from engineio.async_socket import AsyncSocket
+
+from .guards import RateLimitedWarning
 
 log = logging.getLogger(__name__)
 PING_TIMER = "_ping_timer"  # attribute on the socket holding its TimerHandle
 LEAN_WRITER = "_lean_writer"  # set on sockets whose writer is fastws's
+LEAN_TRANSPORT = "_lean_transport"  # the TCP transport under a fastws socket
+BODY_KEY = web.RequestKey("polling_body", bytes)  # a polling POST body, read whole
+
+# Called with (engine.io sid, reason) whenever the hub closes a socket for a limit.
+OnShed = Callable[[str, str], None]
+
+
+class _Body:
+    """``wsgi.input`` for a body already read whole."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def read(self, n: int = -1) -> bytes:
+        body, self._body = self._body, b""
+        return body
 
 
 class LeanEngineServer(engineio.AsyncServer):
-    """``engineio.AsyncServer`` with timer pings and a writer wake-up on disconnect."""
+    """``engineio.AsyncServer`` with timer pings, abort on ping timeout, whole POST bodies.
+
+    ``request_timeout`` bounds how long a polling POST body may take to arrive;
+    ``on_shed(sid, reason)`` hears of every socket closed for breaking a limit.
+    """
+
+    def __init__(self, *args: Any, request_timeout: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.request_timeout = request_timeout
+        self.on_shed: OnShed | None = None
+        self.warnings = RateLimitedWarning(log)
+        self._closing: set[asyncio.Task[Any]] = set()
+        stock = self._async["translate_request"]  # type: ignore[has-type]
+
+        def translate_request(request: web.Request) -> dict[str, Any]:
+            environ: dict[str, Any] = stock(request)
+            if BODY_KEY in request:
+                environ["wsgi.input"] = _Body(request[BODY_KEY])
+            return environ
+
+        # a copy: the driver table is shared by every Engine.IO server
+        self._async = {**self._async, "translate_request": translate_request}  # type: ignore[has-type]
 
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        # Only on a ping timeout: other closes queue a CLOSE packet, which the
-        # writer sends before it stops, and may wait for the queue to drain.
         if event == "disconnect" and args[1:2] == (self.reason.PING_TIMEOUT,):
             socket = self.sockets.get(args[0])
-            if socket is not None and getattr(socket, LEAN_WRITER, False):
-                socket.queue.put_nowait(None)  # the writer stops and closes the WebSocket
+            if socket is not None:
+                self.shed(socket, "ping timeout")
         return await super()._trigger_event(event, *args, **kwargs)
+
+    def shed(self, socket: Any, reason: str) -> None:
+        """Close ``socket`` at once, dropping its unsent backlog; tell ``on_shed`` why."""
+        if getattr(socket, "_shed", False):
+            return
+        socket._shed = True
+        if self.on_shed is not None:
+            self.on_shed(socket.sid, reason)
+        transport = getattr(socket, LEAN_TRANSPORT, None)
+        if transport is not None:
+            transport.abort()  # the read loop ends; a send waiting on the peer fails
+            return
+        # long-polling, or a WebSocket upgraded on the stock handler
+        if not socket.closed and not socket.closing:
+            task = asyncio.ensure_future(
+                socket.close(wait=False, abort=True, reason=self.reason.TRANSPORT_ERROR)
+            )
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    def malformed(self, sid: str, exc: BaseException) -> None:
+        """A packet we cannot decode: one rate-limited warning, and that socket closes."""
+        self.warnings.warn(
+            "malformed",
+            time.monotonic(),
+            "sid=%s malformed packet (%s: %.80s); closing that socket",
+            sid,
+            type(exc).__name__,
+            str(exc),
+        )
+        socket = self.sockets.get(sid)
+        if socket is not None:
+            self.shed(socket, "malformed packet")
+
+    async def handle_request(self, request: web.Request) -> web.StreamResponse:
+        """Read a polling POST body whole (bounded in size and time), then as stock."""
+        if request.method != "POST":
+            return await self._stock_request(request)
+        if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            return _refuse(411, "a polling POST must carry Content-Length, not a chunked body")
+        length = request.content_length
+        if length is None:
+            return _refuse(411, "a polling POST must carry Content-Length")
+        if length > self.max_http_buffer_size:
+            return _refuse(
+                413, f"a polling POST may carry at most {self.max_http_buffer_size} bytes"
+            )
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                request[BODY_KEY] = await request.content.readexactly(length)
+        except TimeoutError:
+            return _refuse(408, f"the body did not arrive within {self.request_timeout:g} s")
+        except asyncio.IncompleteReadError:
+            return _refuse(400, "the body ended before its Content-Length")
+        try:
+            return await self._stock_request(request)
+        except Exception as exc:  # an undecodable payload: python-engineio lets it escape
+            sid = request.query.get("sid", "")
+            self.malformed(sid, exc)
+            return _refuse(400, "malformed Engine.IO payload")
+
+    async def _stock_request(self, request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = await super().handle_request(request)
+        return response
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         socket = getattr(target, "__self__", None)
@@ -54,6 +162,10 @@ class LeanEngineServer(engineio.AsyncServer):
             setattr(socket, PING_TIMER, handle)
             return handle
         return super().start_background_task(target, *args, **kwargs)
+
+
+def _refuse(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, headers={"Connection": "close"})
 
 
 def _ping_due(socket: Any) -> None:

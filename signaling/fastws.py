@@ -9,8 +9,9 @@ does the same job with a plain read loop: MESSAGE frames go straight to the
 Socket.IO message handler, the rest (PONG, CLOSE, ...) through the stock
 ``socket.receive``; the writer waits on the queue without a timer. Reads carry
 no timer either: python-engineio's service task already closes sockets whose
-client stopped answering pings, which wakes the writer (``engine.py``); it
-closes the WebSocket, which ends the read loop. It also turns
+client stopped answering pings, and that aborts the TCP transport
+(``engine.py``), which ends both loops whatever is still queued. A packet that
+does not decode closes the socket the same way, with one rate-limited warning. It also turns
 permessage-deflate off: signaling messages are small and compressing each one
 costs more CPU than the bytes it saves on a LAN or loopback.
 
@@ -27,9 +28,12 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from engineio import packet
 
-from .engine import LEAN_WRITER, cancel_ping
+from .engine import LEAN_TRANSPORT, LEAN_WRITER, cancel_ping
 
 log = logging.getLogger(__name__)
+# ``ws.receive()`` returns without suspending while frames are buffered: a client that
+# floods requests would hold the event loop for its whole backlog. Yield every so often.
+YIELD_EVERY = 32
 
 
 class LeanWebSocket:
@@ -51,6 +55,7 @@ class LeanWebSocket:
         if socket is None or socket.connected:
             await self.handler(self)  # an upgrade from long-polling
         else:
+            setattr(socket, LEAN_TRANSPORT, request.transport)
             await serve_socket(socket, ws, self.server)
         return ws
 
@@ -82,17 +87,18 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
     writer = asyncio.ensure_future(_write(socket, ws))
     on_message = server.handlers.get("message")
     sid = socket.sid
+    handled = 0
     try:
         while True:
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let other sockets and timers run
             msg = await ws.receive()
             kind = msg.type
             if kind is WSMsgType.TEXT:
                 data: str = msg.data
                 if data[:1] == "4" and on_message is not None:
-                    try:
-                        await on_message(sid, data[1:])
-                    except Exception:
-                        log.exception("sid=%s message handler failed", sid)
+                    await on_message(sid, data[1:])  # it handles its own faults
                     continue
             elif kind is not WSMsgType.BINARY:
                 break  # CLOSE, CLOSED, ERROR (including a frame over the size limit)
@@ -101,7 +107,8 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
             except Exception as exc:
                 if type(exc).__name__ == "SocketIsClosedError":
                     break
-                log.debug("sid=%s dropped a bad Engine.IO packet: %r", sid, exc)
+                server.malformed(sid, exc)
+                break
     finally:
         await socket.queue.put(None)  # unlock the writer so it can exit
         await writer

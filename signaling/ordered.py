@@ -7,6 +7,13 @@ into the pure room core; this subclass runs them inline in the socket's read
 loop and puts their replies (ack and relays) straight onto the Engine.IO send
 queues, with no await in between. Order and exactly-once then follow from the
 code, not from luck, and the per-event task and ``wait_for`` overhead is gone.
+
+It is also where the hub's edge bounds each client: a packet that does not
+decode (or carries binary attachments, which the contract never uses) closes
+its socket with one rate-limited warning instead of a traceback; a refused
+connect closes the socket after the refusal is sent, so one socket cannot try
+token after token; and the bytes queued for one socket are capped, so a
+client that never reads cannot grow the hub's memory.
 """
 
 from __future__ import annotations
@@ -33,6 +40,12 @@ MAX_PACKETS_PER_POLL = 1000
 
 Dispatch = Callable[[str, str, list[Any]], dict[str, Any]]
 NAMESPACE = "/"
+QUEUED = "_queued_bytes"  # on the Engine.IO socket: bytes queued since it last drained
+REFUSED = "_refused"  # on a long-polling Engine.IO socket whose connect was refused
+
+
+class MalformedPacket(ValueError):
+    """A Socket.IO packet the hub will not decode."""
 
 
 class OrderedServer(socketio.AsyncServer):
@@ -43,7 +56,14 @@ class OrderedServer(socketio.AsyncServer):
     CONNECT packet is queued, so its sends reach the client after it.
     """
 
-    def __init__(self, dispatch: Dispatch, on_connected: Callable[[str], None], **kwargs: Any):
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        on_connected: Callable[[str], None],
+        *,
+        max_queued_bytes: int = 1 << 20,
+        **kwargs: Any,
+    ):
         kwargs.setdefault("async_handlers", False)
         kwargs.setdefault("client_manager", IndexedManager())
         eio_payload.Payload.max_decode_packets = max(
@@ -52,6 +72,7 @@ class OrderedServer(socketio.AsyncServer):
         super().__init__(**kwargs)
         self._dispatch = dispatch
         self._on_connected = on_connected
+        self.max_queued_bytes = max_queued_bytes
         self._dumps = self.packet_class.json.dumps
         self._loads = self.packet_class.json.loads
         if self.eio.async_mode == "aiohttp":
@@ -75,29 +96,59 @@ class OrderedServer(socketio.AsyncServer):
         socket = self.eio.sockets.get(eio_sid) if eio_sid else None
         if socket is None or socket.closed or socket.closing:
             return False
-        socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, encoded))
+        queue = socket.queue
+        # Bytes queued since the queue was last empty: an upper bound on what waits
+        # unsent, at the cost of one attribute per send instead of per-packet sizes.
+        queued = (0 if queue.empty() else getattr(socket, QUEUED, 0)) + len(encoded)
+        if queued > self.max_queued_bytes:
+            self.eio.shed(socket, f"send queue over {self.max_queued_bytes} bytes")
+            return False
+        setattr(socket, QUEUED, queued)
+        queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, encoded))
         return True
+
+    def backlogged(self, sid: str) -> bool:
+        """True while earlier sends to ``sid`` are still waiting in its queue."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
+        socket = self.eio.sockets.get(eio_sid) if eio_sid else None
+        return socket is not None and not socket.queue.empty()
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
         await super()._handle_connect(eio_sid, namespace, data)
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE)
         if sid is not None and self.manager.is_connected(sid, namespace or NAMESPACE):
             self._on_connected(sid)
+            return
+        # Refused: the CONNECT_ERROR is queued; a CLOSE after it ends the socket, so
+        # each try costs a new connection (and the per-address throttle sees it). A
+        # long-polling socket may not be polling right now and would lose the refusal:
+        # it is closed at its next try instead.
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closed or socket.closing:
+            return
+        if socket.upgraded or getattr(socket, REFUSED, False):
+            await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        else:
+            setattr(socket, REFUSED, True)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        try:
+            await self._decode_and_run(eio_sid, data)
+        except Exception as exc:
+            self.eio.malformed(eio_sid, exc)
+
+    async def _decode_and_run(self, eio_sid: str, data: Any) -> None:
         """Fast path for text EVENT packets on ``/``: ``2[id][...]``; the rest as stock."""
-        if type(data) is str and data[:1] == "2" and eio_sid not in self._binary_packet:
+        if type(data) is not str or data[:1] in ("5", "6"):
+            raise MalformedPacket("binary attachments are not part of the signaling contract")
+        if data[:1] == "2":
             at = 1
             while data[at : at + 1].isdigit():
                 at += 1
             if data[at : at + 1] == "[":
-                try:
-                    args = self._loads(data[at:])
-                except ValueError:
-                    pass  # the stock decoder raises the same error, where it is logged
-                else:
-                    self._event_now(eio_sid, NAMESPACE, int(data[1:at]) if at > 1 else None, args)
-                    return
+                args = self._loads(data[at:])  # a decode error closes the socket
+                self._event_now(eio_sid, NAMESPACE, int(data[1:at]) if at > 1 else None, args)
+                return
         await super()._handle_eio_message(eio_sid, data)
 
     async def _handle_event(

@@ -9,15 +9,19 @@ objects: a held offer is kept for minutes, so its size matters (see
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# matched with ``fullmatch``: ``$`` alone would also accept a trailing newline
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_MAX_CHARS = 64
 DEFAULT_MAX_SDP_BYTES = 65536
 MAX_CANDIDATE_BYTES = 1024
 MAX_FIELD_CHARS = 256  # sdpMid, usernameFragment
+PRIVATE_ROOM_BYTES = 16  # 128 bits: a private room's name cannot be guessed or enumerated
+NEW_ROOM = "new"  # the peer's --room value that asks for a fresh private room
 
 
 class Event(StrEnum):
@@ -127,7 +131,7 @@ def parse_room(payload: dict[str, Any], event: str) -> str:
     if "room" not in payload:
         raise _invalid(f'{event}: missing field "room" (a name of 1-64 letters, digits, _ or -)')
     room = payload["room"]
-    if not isinstance(room, str) or not ROOM_PATTERN.match(room):
+    if not isinstance(room, str) or not ROOM_PATTERN.fullmatch(room):
         raise _invalid(
             f"{event}: room {_quote(room)} is malformed; a room name is 1-64 characters "
             "of A-Z, a-z, 0-9, _ or -"
@@ -218,6 +222,20 @@ def parse_name(auth: Any) -> str | None:
     if isinstance(name, str) and 1 <= len(name) <= NAME_MAX_CHARS:
         return name
     return None
+
+
+def new_private_room() -> str:
+    """An unguessable room name (base64url, 22 characters); ``static/protocol.js`` mirrors it.
+
+    Room names are the only secret between caller and answerer: whoever joins a
+    room first receives the next offer and its candidates (IP addresses).
+    """
+    return secrets.token_urlsafe(PRIVATE_ROOM_BYTES)
+
+
+def answer_link(base_url: str, room: str) -> str:
+    """The page URL that opens straight into answering in ``room``."""
+    return f"{base_url.rstrip('/')}/?room={room}&role=answerer&auto=1"
 
 
 def ok(**fields: Any) -> dict[str, Any]:

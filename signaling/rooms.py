@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .budget import HeldBudget, candidate_bytes, description_bytes
 from .protocol import (
     Candidate,
     Description,
@@ -51,6 +52,8 @@ class Room:
     answerer: str | None = None
     offer: Description | None = None
     held: list[Candidate | None] = field(default_factory=list)
+    held_bytes: int = 0  # charged to the caller in the hub's HeldBudget
+    listed: bool = True  # False for a private room: never shown in the lobby
 
     def other(self, sid: str) -> str | None:
         return self.answerer if sid == self.caller else self.caller
@@ -75,8 +78,9 @@ class Rooms:
     keys (``signaling/sessions.py``), so a party outlives the socket that carries it.
     """
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, budget: HeldBudget | None = None) -> None:
         self.limits = limits or Limits()
+        self.budget = budget or HeldBudget()
         self._rooms: dict[str, Room] = {}
         self._membership: dict[str, set[str]] = {}
         self._names: dict[str, str | None] = {}
@@ -104,7 +108,14 @@ class Rooms:
 
     # -- requests ----------------------------------------------------------
 
-    def offer(self, sid: str, room_name: str, description: Description, now: float) -> Outcome:
+    def offer(
+        self,
+        sid: str,
+        room_name: str,
+        description: Description,
+        now: float,
+        listed: bool = True,
+    ) -> Outcome:
         room = self._rooms.get(room_name)
         if room is not None:
             if room.answerer == sid:
@@ -121,18 +132,24 @@ class Rooms:
                 )
         if room is None or room.caller is None:
             self._check_room_count(sid, "offer")
+        held_size = 0
+        if room is None or room.answerer is None:
+            held_size = description_bytes(description)
+            self.budget.charge(sid, held_size, "offer")  # before any change: may refuse
         if room is None:
             room = self._create(room_name, now)
         room.caller = sid
+        room.listed = listed
         self._membership[sid].add(room_name)
         if room.answerer is None:
             if room.offer is None:
                 self.lobby_version += 1
             room.offer = description
-            room.held = []
+            self._drop_held(room)
+            room.held_bytes = held_size
             return Outcome(ok(role="caller", held=True))
         room.offer = None
-        room.held = []
+        self._drop_held(room)
         delivered = {"room": room_name, "description": description.to_json(), "candidates": []}
         return Outcome(ok(role="caller", held=False), [Send(room.answerer, Event.OFFER, delivered)])
 
@@ -163,7 +180,7 @@ class Rooms:
         if room.offer is not None:
             self.lobby_version += 1
         room.offer = None
-        room.held = []
+        self._drop_held(room)
         return Outcome(ok(role="answerer", offer=offer, candidates=held))
 
     def answer(self, sid: str, room_name: str, description: Description) -> Outcome:
@@ -199,7 +216,10 @@ class Rooms:
                     f"{self.limits.max_candidates} candidates, the most it keeps until "
                     "an answerer joins",
                 )
+            size = candidate_bytes(candidate)
+            self.budget.charge(sid, size, "candidate")
             room.held.append(candidate)
+            room.held_bytes += size
             return Outcome(ok(held=True))
         payload = {"room": room_name, "candidate": candidate_json(candidate)}
         return Outcome(ok(held=False), [Send(other, Event.CANDIDATE, payload)])
@@ -217,7 +237,7 @@ class Rooms:
                 "waitingSeconds": round(max(0.0, now - room.created), 3),
             }
             for room in self._rooms.values()
-            if room.offer is not None and room.answerer is None
+            if room.offer is not None and room.answerer is None and room.listed
         ]
 
     def expire(self, now: float) -> list[Send]:
@@ -238,6 +258,9 @@ class Rooms:
 
     def __len__(self) -> int:
         return len(self._rooms)
+
+    def names(self) -> list[str]:
+        return list(self._rooms)
 
     def get(self, room_name: str) -> Room | None:
         return self._rooms.get(room_name)
@@ -276,11 +299,19 @@ class Rooms:
             )
         return room
 
+    def _drop_held(self, room: Room) -> None:
+        """Forget the room's held candidates and release what its held data was charged."""
+        room.held = []
+        if room.held_bytes and room.caller is not None:
+            self.budget.release(room.caller, room.held_bytes)
+        room.held_bytes = 0
+
     def _close(self, room: Room, leaver: str | None, reason: HangupReason) -> list[Send]:
         """Delete the room; tell every party but ``leaver`` why."""
         del self._rooms[room.name]
         if room.offer is not None and room.answerer is None:
             self.lobby_version += 1
+        self._drop_held(room)
         sends = []
         for party in (room.caller, room.answerer):
             if party is None:

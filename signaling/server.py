@@ -18,9 +18,14 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import jsoncodec
+from .budget import HeldBudget
 from .config import Config
+from .edge import CONNECTION_GUARD_KEY, ConnectionGuard, HubRunner
+from .guards import RateLimitedWarning, TokenThrottle
+from .metrics import Gauges, HubMetrics
 from .ordered import OrderedServer
 from .protocol import (
     ErrorCode,
@@ -45,6 +50,9 @@ VENDOR_FILES = {
 }
 # Longest accepted Engine.IO message: a 64 KiB SDP, JSON-escaped, with headroom.
 MAX_MESSAGE_BYTES = 200_000
+PAGE_SUFFIXES = (".js", ".css")  # what the page loads from static/; nothing else is served
+# Where the connect ``environ`` keeps the aiohttp request (python-engineio's driver).
+REQUEST_ENVIRON_KEY = "aiohttp.request"
 
 Handler = Callable[[str, dict[str, Any]], Outcome]
 
@@ -56,13 +64,15 @@ class Hub:
         self.config = config
         self.clock = clock
         self.started = clock()
+        self.budget = HeldBudget(config.max_held_bytes, config.max_held_bytes_per_address)
         self.rooms = Rooms(
             Limits(
                 max_sdp_bytes=config.max_sdp_bytes,
                 max_candidates=config.max_candidates,
                 max_rooms_per_socket=config.max_rooms_per_socket,
                 offer_ttl=config.offer_ttl,
-            )
+            ),
+            self.budget,
         )
         self.sessions = Sessions(self.rooms, config.resume_grace)
         self._connecting: dict[str, Connected] = {}  # sid -> its session, until welcome
@@ -70,14 +80,31 @@ class Hub:
         self.closing = False  # shutting down: sessions go into grace, nobody is told
         self.lobby_watchers: set[str] = set()  # session keys
         self._lobby_sent = -1
+        self._lobby_stale: set[str] = set()  # watchers skipped while their queue was busy
+        self.token_throttle = TokenThrottle(config.max_token_failures, config.token_failure_window)
+        self.warnings = RateLimitedWarning(log)
         self.sio = OrderedServer(
             self.dispatch,
             self.welcome,
+            max_queued_bytes=config.max_queued_bytes,
             async_mode="aiohttp",
             json=jsoncodec,
             logger=False,
             engineio_logger=False,
             max_http_buffer_size=MAX_MESSAGE_BYTES,
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
+            request_timeout=config.request_timeout,
+            cors_allowed_origins=self._origin_allowed,
+        )
+        self.sio.eio.on_shed = self.on_shed
+        self.metrics = HubMetrics(
+            Gauges(
+                sockets=lambda: self.sessions.socket_count,
+                rooms=lambda: len(self.rooms),
+                held_offers=lambda: len(self.rooms.lobby(self.clock())),
+                held_bytes=lambda: self.budget.total,
+            )
         )
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
@@ -94,6 +121,26 @@ class Hub:
     # -- connection lifecycle ---------------------------------------------
 
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        """Admit or refuse a connect; a refusal leaves nothing registered.
+
+        Any fault while reading the connect (a token that is not valid Unicode, say)
+        is a refused connect with code ``invalid``, never a half-registered socket.
+        """
+        address = client_address(environ)
+        try:
+            return self._connect(sid, address, auth)
+        except socketio.exceptions.ConnectionRefusedError as exc:
+            self.metrics.refusals.labels(str(exc.error_args.get("message"))).inc()
+            raise
+        except Exception as exc:
+            self._connecting.pop(sid, None)
+            log.info("sid=%s connect refused: unreadable auth (%s)", sid, type(exc).__name__)
+            self.metrics.refusals.labels(ErrorCode.INVALID.value).inc()
+            raise _refused(
+                ErrorCode.INVALID, "the connect auth could not be read; send {name?, token?}"
+            ) from None
+
+    def _connect(self, sid: str, address: str, auth: Any) -> bool:
         if auth is not None and not isinstance(auth, dict):
             raise socketio.exceptions.ConnectionRefusedError(
                 "invalid",
@@ -102,10 +149,23 @@ class Hub:
             )
         auth = auth or {}
         if self.config.token is not None:
+            now = self.clock()
+            wait = self.token_throttle.wait(address, now)
+            if wait:
+                self.warnings.warn(
+                    "token-throttle", now, "address %s throttled: too many wrong tokens", address
+                )
+                raise _refused(
+                    ErrorCode.LIMIT,
+                    f"too many wrong access tokens from your address; try again in "
+                    f"{wait:.0f} s (at most {self.config.max_token_failures} per "
+                    f"{self.config.token_failure_window:g} s, --max-token-failures)",
+                )
             token = auth.get("token")
             if not isinstance(token, str) or not hmac.compare_digest(
                 token.encode(), self.config.token.encode()
             ):
+                self.token_throttle.failed(address, now)
                 log.info("sid=%s connect refused: wrong or missing token", sid)
                 raise socketio.exceptions.ConnectionRefusedError(
                     "unauthorized", "this hub needs an access token (auth.token)"
@@ -122,6 +182,7 @@ class Hub:
         connected = self.sessions.connect(sid, token, last_seq, name, self.clock())
         self._connecting[sid] = connected
         key = connected.session.key
+        self.budget.register(key, address)
         if connected.resumed:
             log.info(
                 "sid=%s session=%s resumed from seq %d: %d events to replay%s",
@@ -141,6 +202,24 @@ class Hub:
         else:
             log.debug("sid=%s session=%s connected name=%s", sid, key, name)
         return True
+
+    def on_shed(self, eio_sid: str, reason: str) -> None:
+        """A socket closed for breaking a limit (engine.py calls this)."""
+        if reason == "hub shutdown":
+            return
+        limit = "send_queue" if reason.startswith("send queue") else reason.replace(" ", "_")
+        self.metrics.closed.labels(limit).inc()
+        if reason == "ping timeout":
+            log.info("eio=%s closed: %s", eio_sid, reason)
+        elif reason != "malformed packet":  # that one already has its warning
+            self.warnings.warn("shed", self.clock(), "eio=%s closed: %s", eio_sid, reason)
+
+    def _origin_allowed(self, origin: str, environ: dict[str, Any]) -> bool:
+        """Engine.IO's CORS check: same origin, or one named by ``--cors-origin``."""
+        if origin in self.config.cors_origins:
+            return True
+        host = environ.get("HTTP_HOST", "")
+        return origin in (f"http://{host}", f"https://{host}")
 
     def welcome(self, sid: str) -> None:
         """``welcome``, then the replay of a resumed session, then what others must hear."""
@@ -198,6 +277,8 @@ class Hub:
         session = self.sessions.of_socket(sid)
         leaving = reason == self.sio.reason.CLIENT_DISCONNECT and not self.closing
         emits = self.sessions.disconnect(sid, self.clock(), leaving=leaving)
+        if session is not None:
+            self.budget.forget(session.key)  # its held data stays charged until released
         if session is not None and session.away:
             log.info(
                 "sid=%s session=%s away (%s), grace %ss",
@@ -229,7 +310,9 @@ class Hub:
 
     def dispatch(self, sid: str, event: str, args: list[Any]) -> dict[str, Any]:
         """Run one event to completion; return its ack value."""
+        started = time.perf_counter()
         handler = self._handlers.get(event)
+        self.metrics.events.labels(event if handler is not None else "unknown").inc()
         try:
             if handler is None:
                 raise SignalingError(
@@ -244,17 +327,27 @@ class Hub:
             ack, emits = self.sessions.request(sid, seq, lambda s: handler(s.key, payload))
         except SignalingError as exc:
             log.info("sid=%s %s refused: %s %s", sid, event[:40], exc.code.value, exc.message)
+            self.metrics.refusals.labels(exc.code.value).inc()
             return exc.to_ack()
         if ack.get("ok") is False:
             error = ack["error"]
             log.info("sid=%s %s refused: %s %s", sid, event[:40], error["code"], error["message"])
+            self.metrics.refusals.labels(str(error["code"])).inc()
         self.emit(emits)
+        for _ in emits:
+            self.metrics.relay_seconds.observe(time.perf_counter() - started)
         return ack
 
     def _offer(self, sid: str, payload: dict[str, Any]) -> Outcome:
         room = parse_room(payload, "offer")
         description = parse_description(payload, "offer", "offer", self.config.max_sdp_bytes)
-        outcome = self.rooms.offer(sid, room, description, self.clock())
+        private = payload.get("private", False)
+        if not isinstance(private, bool):
+            raise SignalingError(
+                ErrorCode.INVALID, f"offer: private must be true or false, got {private!r:.40}"
+            )
+        outcome = self.rooms.offer(sid, room, description, self.clock(), listed=not private)
+
         log.info("room=%s sid=%s offer held=%s", room, sid, outcome.ack["held"])
         return outcome
 
@@ -326,18 +419,60 @@ class Hub:
         self.push_lobby()
 
     def push_lobby(self) -> None:
-        if self.rooms.lobby_version == self._lobby_sent:
-            return
-        self._lobby_sent = self.rooms.lobby_version
-        if not self.lobby_watchers:
+        """Send the lobby to watchers when it changed; never stack pushes on a slow reader.
+
+        A watcher whose previous sends are still queued is skipped and marked stale;
+        it gets the then-current lobby on a later sweep, once its queue has drained.
+        """
+        if self.rooms.lobby_version != self._lobby_sent:
+            self._lobby_sent = self.rooms.lobby_version
+            self._lobby_stale = set(self.lobby_watchers)
+        if not self._lobby_stale:
             return
         lobby = {"rooms": self.rooms.lobby(self.clock())}
-        for key in list(self.lobby_watchers):
+        for key in list(self._lobby_stale):
             session = self.sessions.of_key(key)
             if session is None:
                 self.lobby_watchers.discard(key)
-            elif session.socket is not None:
+                self._lobby_stale.discard(key)
+            elif session.socket is not None and not self.sio.backlogged(session.socket):
+                self._lobby_stale.discard(key)
                 self.sio.send_now(session.socket, Event.ROOMS, lobby)
+
+    async def shutdown(self) -> None:
+        """Close every socket without telling anyone a peer left; bounded by drain_timeout.
+
+        A hub going away is not a party leaving: both parties' media flows peer to
+        peer and may well outlive the hub, so nobody gets ``hangup``. What was queued
+        may still go out for up to ``drain_timeout`` seconds; then every transport
+        is aborted, which a Socket.IO client takes as a lost connection (it
+        reconnects), not as the server sending it away. What was open is logged.
+        """
+        self.closing = True
+        await self.cancel_kicks()
+        eio = self.sio.eio
+        paired = sum(1 for name in self.rooms.names() if (r := self.rooms.get(name)) and r.paired)
+        log.info(
+            "shutting down: closing %d sockets; %d rooms open (%d in a call, %d held offers, "
+            "%d other waiting)",
+            len(eio.sockets),
+            len(self.rooms),
+            paired,
+            len(self.rooms.lobby(self.clock())),
+            len(self.rooms) - paired - len(self.rooms.lobby(self.clock())),
+        )
+        queues = [asyncio.ensure_future(s.queue.join()) for s in eio.sockets.values()]
+        if queues:
+            _, pending = await asyncio.wait(queues, timeout=self.config.drain_timeout)
+            for task in pending:
+                task.cancel()
+        for socket in list(eio.sockets.values()):
+            eio.shed(socket, "hub shutdown")
+        for _ in range(100):  # each aborted socket's read loop ends within a few loop turns
+            if all(s.closed for s in eio.sockets.values()):
+                break
+            await asyncio.sleep(0.01)
+        await self.sio.shutdown()
 
     def health(self) -> dict[str, Any]:
         lobby = self.rooms.lobby(self.clock())
@@ -373,26 +508,17 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         pass
 
 
-async def _close_sockets(app: web.Application) -> None:
-    """On shutdown, drop every client's connection so their sessions go into grace.
-
-    No Engine.IO CLOSE packet is sent: to a client that packet means "the server
-    closed this on purpose", after which python-socketio does not reconnect. A
-    connection that simply ends is what a restart looks like to every client, and
-    each reconnects and resumes (or, on a memory hub, learns its session is gone).
-    """
-    hub = app[HUB_KEY]
-    hub.closing = True
-    await hub.cancel_kicks()
-    sio = hub.sio
-    for socket in list(sio.eio.sockets.values()):
-        await socket.close(wait=False, abort=True, reason=sio.eio.reason.TRANSPORT_CLOSE)
-        socket.queue.put_nowait(None)  # wakes a lean writer, which closes the WebSocket
-    await sio.shutdown()
+async def _shutdown(app: web.Application) -> None:
+    await app[HUB_KEY].shutdown()
 
 
 def _seconds(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[HUB_KEY].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -412,6 +538,17 @@ def _file_route(path: Path, missing: str, content_type: str | None = None) -> An
     return handler
 
 
+def _page_files(static_dir: Path) -> list[Path]:
+    """The page's own modules and style sheet: top-level ``static/*.js`` and ``*.css``.
+
+    Nothing else under ``static/`` is served: not ``node_modules/`` (the one vendor
+    file the page imports has its own route), not ``package*.json``.
+    """
+    if not static_dir.is_dir():
+        return []
+    return sorted(p for p in static_dir.iterdir() if p.is_file() and p.suffix in PAGE_SUFFIXES)
+
+
 def _static_routes(app: web.Application, static_dir: Path) -> None:
     app.router.add_get(
         "/",
@@ -426,23 +563,100 @@ def _static_routes(app: web.Application, static_dir: Path) -> None:
                 "text/javascript",
             ),
         )
-    if static_dir.is_dir():
-        app.router.add_static("/static/", static_dir, follow_symlinks=False)
+    for path in _page_files(static_dir):
+        kind = "text/javascript" if path.suffix == ".js" else "text/css"
+        app.router.add_get(
+            f"/static/{path.name}", _file_route(path, f"{path.name} is missing", kind)
+        )
+
+
+def client_address(environ: dict[str, Any]) -> str:
+    """The peer address of the connection behind a Socket.IO connect."""
+    request = environ.get(REQUEST_ENVIRON_KEY)
+    remote = getattr(request, "remote", None)
+    return remote if isinstance(remote, str) else ""
+
+
+def _refused(code: ErrorCode, message: str) -> socketio.exceptions.ConnectionRefusedError:
+    """A refused connect: the client sees ``code`` as the error message, ``message`` as data."""
+    return socketio.exceptions.ConnectionRefusedError(code.value, message)
 
 
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub", Hub)
 
 
+def content_security_policy(host: str) -> str:
+    """The page's CSP: its own files only, its own hub only, never inside a frame."""
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "media-src 'self' blob: mediastream:",
+            f"connect-src 'self' ws://{host} wss://{host}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response: no MIME sniffing, no framing, no token in the Referer."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if not response.headers.get("Content-Type", "").startswith("application/json"):
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Content-Security-Policy", content_security_policy(request.host))
+
+
+def _host_guard(allowed: tuple[str, ...]) -> Any:
+    """Refuse requests whose Host is not one of ``--allowed-host`` (DNS rebinding)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        host = (request.url.host or "").lower().strip("[]")
+        if host not in allowed:
+            raise web.HTTPMisdirectedRequest(
+                text=f"this hub does not answer to host {host[:64]!r} (see --allowed-host)"
+            )
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return middleware
+
+
+def make_runner(app: web.Application, **kwargs: Any) -> web.AppRunner:
+    """The runner for a hub app: it caps connections per client address."""
+    return HubRunner(app, **kwargs)
+
+
 def create_app(config: Config | None = None) -> web.Application:
-    """Build the hub: Socket.IO at ``/socket.io/``, the page at ``/``, ``/healthz``."""
+    """Build the hub: Socket.IO at ``/socket.io/``, the page at ``/``, ``/healthz``.
+
+    Serve it with :func:`make_runner` so the per-address connection cap applies.
+    """
     config = config or Config()
-    app = web.Application()
+    middlewares = [_host_guard(config.allowed_hosts)] if config.allowed_hosts else []
+    # keepalive_timeout runs from the moment a connection opens: slow headers end there
+    app = web.Application(
+        middlewares=middlewares, handler_args={"keepalive_timeout": config.request_timeout}
+    )
     hub = Hub(config)
     app[CONFIG_KEY] = config
     app[HUB_KEY] = hub
+    app[CONNECTION_GUARD_KEY] = ConnectionGuard(
+        config.max_connections_per_address,
+        on_shed=hub.metrics.closed.labels("connections_per_address").inc,
+    )
+    app.on_response_prepare.append(_security_headers)
     hub.sio.attach(app)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
     _static_routes(app, config.static_dir)
     app.cleanup_ctx.append(_background)
-    app.on_shutdown.append(_close_sockets)
+    app.on_shutdown.append(_shutdown)
     return app

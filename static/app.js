@@ -6,11 +6,13 @@
 import { Call } from "./call.js";
 import { listDevices, openCamera, openDevice, openScreen } from "./media.js";
 import {
+  answerLink,
   CallError,
   CallState,
   checkName,
   checkRoom,
   Event,
+  newPrivateRoom,
   PageError,
   Role,
 } from "./protocol.js";
@@ -33,6 +35,7 @@ const page = {
   lobby: [],
   statsTimer: null,
   statsPrev: null,
+  privateRoom: null, // the room made by "New private room", kept out of the lobby
 };
 
 // Debug and automation handle: tests read frame counts and state from here.
@@ -272,6 +275,7 @@ async function startCall(role, roomArg) {
       iceServers: (sig.welcome && sig.welcome.iceServers) || [],
       iceTransportPolicy: ui.el.relayOnly.checked ? "relay" : "all",
       name: name || "browser",
+      isPrivate: page.privateRoom === room,
     });
     page.call = call;
     wireCall(call, ctx);
@@ -281,6 +285,27 @@ async function startCall(role, roomArg) {
     showFailure(code, err.detail || String(err.message || ""));
   } finally {
     page.starting = false;
+  }
+}
+
+/** Call in a fresh unguessable room and show the link that answers it. */
+async function startPrivateRoom() {
+  if (isInCall() || page.starting) return;
+  const room = newPrivateRoom();
+  page.privateRoom = room;
+  $("share-url").value = answerLink(location.origin, room, token);
+  $("share-link").hidden = false;
+  await startCall(Role.CALLER, room);
+}
+
+async function copyShareLink() {
+  const input = $("share-url");
+  input.select();
+  try {
+    await navigator.clipboard.writeText(input.value);
+    $("copy-link").textContent = "Copied";
+  } catch {
+    $("copy-link").textContent = "Select and copy";
   }
 }
 
@@ -395,6 +420,8 @@ function wireControls() {
     startCall(Role.CALLER);
   });
   $("answer").addEventListener("click", () => startCall(Role.ANSWERER));
+  $("new-private").addEventListener("click", () => startPrivateRoom());
+  $("copy-link").addEventListener("click", () => copyShareLink());
   $("start-camera").addEventListener("click", () => startCamera());
   $("hangup").addEventListener("click", () => hangup());
   $("mute").addEventListener("click", () => {
@@ -438,7 +465,15 @@ async function main() {
   countFrames(ui.el.remote, "remoteFrames");
   countFrames(ui.el.local, "localFrames");
   const role = params.get("role");
-  if (params.get("auto") === "1") {
+  // Inside a frame (which the hub's CSP forbids anyway) a foreign page could start a
+  // call in this origin's name: there auto=1 waits for the user's own click.
+  const framed = window.top !== window.self;
+  if (params.get("auto") === "1" && framed) {
+    ui.showMessage({
+      code: PageError.BAD_INPUT,
+      text: "This page is inside another site's frame: press Call or Answer to start.",
+    });
+  } else if (params.get("auto") === "1") {
     if (role !== Role.CALLER && role !== Role.ANSWERER) {
       ui.showMessage({
         code: PageError.BAD_INPUT,

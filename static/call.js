@@ -31,8 +31,10 @@ export class Call extends EventTarget {
     iceServers = [],
     iceTransportPolicy = "all",
     name = "",
+    isPrivate = false,
   }) {
     super();
+    this.isPrivate = isPrivate; // a private room's offer is kept out of the lobby
     this.signaling = signaling;
     this.room = room;
     this.role = role;
@@ -142,6 +144,7 @@ export class Call extends EventTarget {
     const ack = await this.signaling.request(Event.OFFER, {
       room: this.room,
       description: { type: "offer", sdp: this.pc.localDescription.sdp },
+      ...(this.isPrivate ? { private: true } : {}),
     });
     if (!iceRestart) {
       this._setState(ack.held ? CallState.WAITING : CallState.CONNECTING);

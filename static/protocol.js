@@ -65,6 +65,22 @@ export const CallState = Object.freeze({
 });
 
 export const CHAT_CHANNEL = "chat";
+// A private room's name: 16 random bytes (128 bits), base64url, 22 characters.
+export const PRIVATE_ROOM_BYTES = 16;
+
+/** An unguessable room name; room names are the only secret, so this one is strong. */
+export function newPrivateRoom() {
+  const bytes = crypto.getRandomValues(new Uint8Array(PRIVATE_ROOM_BYTES));
+  const b64 = btoa(String.fromCharCode(...bytes));
+  return b64.replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+/** The link that opens the page straight into answering in ``room``. */
+export function answerLink(origin, room, token = "") {
+  const params = new URLSearchParams({ room, role: "answerer", auto: "1" });
+  if (token) params.set("token", token);
+  return `${origin}/?${params}`;
+}
 export const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const NAME_MAX_CHARS = 64;
 

@@ -223,7 +223,12 @@ export class Signaling extends EventTarget {
       const entry = { event, body: { ...payload, seq }, resolve, reject, timer: null };
       entry.timer = setTimeout(() => {
         this._pending.delete(seq);
-        reject(new CallError(PageError.TIMEOUT, `${event}: no reply within ${wait} ms`));
+        // with the connection down when time is up, the lost connection is the cause
+        reject(
+          this.connected
+            ? new CallError(PageError.TIMEOUT, `${event}: no reply within ${wait} ms`)
+            : new CallError(PageError.HUB_LOST, `${event}: the connection to the hub was lost`),
+        );
       }, wait);
       this._pending.set(seq, entry);
       if (this.connected) this._send(seq, entry);

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from signaling import Config, Hub, create_app
-from signaling.server import HUB_KEY
+from signaling.server import HUB_KEY, make_runner
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -31,7 +31,7 @@ class RunningHub:
 
 async def start_hub(config: Config) -> tuple[RunningHub, web.AppRunner]:
     app = create_app(replace(config, port=0))
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    runner = make_runner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -41,8 +41,11 @@ async def start_hub(config: Config) -> tuple[RunningHub, web.AppRunner]:
 
 @pytest.fixture
 def hub_config() -> Config:
-    """Override in a test module to start the hub with other settings."""
-    return Config(port=0)
+    """Override in a test module to start the hub with other settings.
+
+    A short drain: tests leave clients that never read, and shutdown waits for them.
+    """
+    return Config(port=0, drain_timeout=0.5)
 
 
 @pytest.fixture
@@ -76,11 +79,15 @@ def _drain(stream: IO[str], log: list[str]) -> None:
 
 
 def spawn_hub(
-    *args: str, wrap: Sequence[str] = (), env: Mapping[str, str] | None = None
+    *args: str,
+    wrap: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> HubProcess:
     """Run ``python -m signaling --port 0`` and read the bound URL from its log.
 
-    ``wrap`` prefixes the command (e.g. ``ip netns exec NS``); ``env`` adds variables.
+    ``wrap`` prefixes the command (e.g. ``ip netns exec NS``); ``env`` adds variables;
+    ``preexec_fn`` runs in the child before it starts (e.g. to lower its fd limit).
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(
@@ -90,6 +97,7 @@ def spawn_hub(
         text=True,
         env=env,
         cwd=ROOT,
+        preexec_fn=preexec_fn,
     )
     assert proc.stderr is not None
     log: list[str] = []

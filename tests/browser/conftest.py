@@ -175,7 +175,11 @@ async def open_page(browser: Browser, page_keeper: PageKeeper) -> OpenPage:
         size: ViewportSize = (
             {"width": 390, "height": 844} if phone else {"width": 1280, "height": 800}
         )
-        context = await (on or browser).new_context(viewport=size, is_mobile=phone, has_touch=phone)
+        # bypass_csp: Playwright's wait_for_function evaluates its string in the page,
+        # which the hub's CSP (no unsafe-eval) rightly blocks; the page itself needs none.
+        context = await (on or browser).new_context(
+            viewport=size, is_mobile=phone, has_touch=phone, bypass_csp=True
+        )
         page = await context.new_page()
         entry = Opened(label, page, context.close, [])
         page.on("console", lambda m: entry.console.append(f"{m.type}: {m.text}"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -50,6 +52,35 @@ async def test_hub_down_is_reported(private_hub: PrivateHub, open_page: OpenPage
     assert "Can't reach the signaling hub" in info["message"], info
 
 
+async def test_hub_dying_during_a_request_is_lost_connection_not_timeout(
+    private_hub: PrivateHub, open_page: OpenPage
+) -> None:
+    """A request in flight when the hub dies fails with hub_lost, never with the timeout
+    its timer would report later: the page's own Signaling client, driven directly."""
+    hub = private_hub()
+    page = await open_page(page_url(hub.url), "page")
+    await page.evaluate(
+        """async () => {
+            const { Signaling } = await import("/static/signaling.js");
+            window.probe = new Signaling({});
+            await window.probe.connect();
+        }"""
+    )
+    hub.process.send_signal(signal.SIGSTOP)  # the request below gets no reply
+    try:
+        await page.evaluate(
+            """() => {
+                window.pending = window.probe.request("rooms", {}).then(
+                    () => "answered", (err) => `${err.code}: ${err.detail}`);
+            }"""
+        )
+    finally:
+        hub.process.kill()
+        hub.process.wait(10)
+    outcome = await page.evaluate("() => window.pending")
+    assert outcome.startswith("hub_lost:"), outcome
+
+
 async def test_unanswered_offer_expires(private_hub: PrivateHub, open_page: OpenPage) -> None:
     hub = private_hub("--offer-ttl", "2")
     page = await open_page(page_url(hub.url, room="lonely", role="caller", auto="1"), "caller")
@@ -90,13 +121,14 @@ async def test_no_camera_still_receives(
 async def test_token_is_required_and_taken_from_the_url(
     private_hub: PrivateHub, open_page: OpenPage
 ) -> None:
-    hub = private_hub("--token", "s3cret")
+    hub = private_hub("--token", "s3cret-0123456789abc")
     refused = await open_page(page_url(hub.url, room="tok", role="caller", auto="1"), "refused")
     assert await wait_state(refused, "failed") == "failed"
     info = await call_info(refused)
     assert info["error"] == "unauthorized", info
     assert "access token" in info["message"], info
     allowed = await open_page(
-        page_url(hub.url, room="tok", role="caller", auto="1", token="s3cret"), "allowed"
+        page_url(hub.url, room="tok", role="caller", auto="1", token="s3cret-0123456789abc"),
+        "allowed",
     )
     assert await wait_state(allowed, "waiting") == "waiting"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.async_api import expect
 
@@ -56,3 +58,23 @@ async def test_chat_round_trip(hub_process: HubProcess, open_page: OpenPage) -> 
     # the sender's own line shows too, and the input is cleared for the next one
     await expect(caller.locator("#chat-log .mine")).to_contain_text("hello from Ann")
     assert await caller.input_value("#chat-input") == ""
+
+
+async def test_new_private_room_gives_a_link_that_answers_and_stays_unlisted(
+    hub_process: HubProcess, open_page: OpenPage
+) -> None:
+    caller = await open_page(page_url(hub_process.url), "caller")
+    await caller.get_by_role("button", name="New private room").click()
+    await wait_state(caller, "waiting")
+    link = await caller.locator("#share-url").input_value()
+    m = re.fullmatch(
+        re.escape(hub_process.url) + r"/\?room=([A-Za-z0-9_-]{22})&role=answerer&auto=1", link
+    )
+    assert m, link
+    assert await caller.locator("#room").input_value() == m.group(1)
+    visitor = await open_page(page_url(hub_process.url), "visitor")
+    await expect(visitor.locator("#lobby-empty")).to_have_text("Nobody is waiting right now.")
+    await expect(visitor.locator(f"#lobby li[data-room='{m.group(1)}']")).to_have_count(0)
+    answerer = await open_page(link, "answerer")
+    for page in (caller, answerer):
+        await wait_state(page, "connected")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import urllib.request
@@ -11,6 +12,7 @@ import pytest
 
 from signaling.cli import main
 from signaling.config import Config, ConfigError, config_from_args, parse_ice_server
+from signaling.edge import fd_limit_target
 from tests.conftest import ROOT, spawn_hub
 
 
@@ -23,7 +25,7 @@ def test_flags_win_over_environment() -> None:
         "SIGNALING_HOST": "0.0.0.0",
         "SIGNALING_PORT": "9000",
         "SIGNALING_OFFER_TTL": "30",
-        "SIGNALING_TOKEN": "from-env",
+        "SIGNALING_TOKEN": "from-env-0123456789",
         "SIGNALING_ICE_SERVERS": "stun:127.0.0.1:3478 turn:u:p@127.0.0.1:3478",
         "SIGNALING_LOG_LEVEL": "DEBUG",
     }
@@ -32,15 +34,21 @@ def test_flags_win_over_environment() -> None:
         "0.0.0.0",
         9000,
         30.0,
-        "from-env",
+        "from-env-0123456789",
         "debug",
     )
     assert cfg.ice_servers == (
         {"urls": ["stun:127.0.0.1:3478"]},
         {"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "p"},
     )
-    cfg = config_from_args(["--port", "0", "--token", "flag", "--ice-server", "stun:h"], env)
-    assert cfg.port == 0 and cfg.token == "flag" and cfg.ice_servers == ({"urls": ["stun:h"]},)
+    cfg = config_from_args(
+        ["--port", "0", "--token", "flag-0123456789abc", "--ice-server", "stun:h"], env
+    )
+    assert (
+        cfg.port == 0
+        and cfg.token == "flag-0123456789abc"
+        and cfg.ice_servers == ({"urls": ["stun:h"]},)
+    )
 
 
 def test_resume_grace_from_flag_or_environment() -> None:
@@ -51,7 +59,7 @@ def test_resume_grace_from_flag_or_environment() -> None:
 
 
 def test_token_is_not_in_repr() -> None:
-    assert "hunter2" not in repr(Config(token="hunter2"))
+    assert "hunter2-0123456789" not in repr(Config(token="hunter2-0123456789"))
 
 
 @pytest.mark.parametrize(
@@ -98,7 +106,9 @@ def test_main_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_subprocess_serves_and_logs_bound_url_without_secrets() -> None:
-    hp = spawn_hub("--token", "topsecret", "--ice-server", "turn:bob:pw123@127.0.0.1:3478")
+    hp = spawn_hub(
+        "--token", "topsecret-0123456789", "--ice-server", "turn:bob:pw123@127.0.0.1:3478"
+    )
     try:
         with urllib.request.urlopen(f"{hp.url}/healthz", timeout=10) as resp:
             health = json.load(resp)
@@ -109,7 +119,7 @@ def test_subprocess_serves_and_logs_bound_url_without_secrets() -> None:
         err = hp.stop()
     assert hp.process.returncode == 0
     assert "listening on http://127.0.0.1:" in err
-    assert "topsecret" not in err and "pw123" not in err
+    assert "topsecret-0123456789" not in err and "pw123" not in err
 
 
 def test_subprocess_port_in_use_is_one_clear_line() -> None:
@@ -127,3 +137,32 @@ def test_subprocess_port_in_use_is_one_clear_line() -> None:
         hp.stop()
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_short_token_is_refused_at_start() -> None:
+    with pytest.raises(ConfigError, match=r"^--token: must be at least 16 characters"):
+        config_from_args(["--token", "1"], environ={})
+    assert main(["--token", "short"]) == 2
+
+
+def test_ping_and_limit_flags_have_env_fallbacks() -> None:
+    cfg = config_from_args(
+        ["--ping-interval", "5"],
+        environ={"SIGNALING_PING_TIMEOUT": "7", "SIGNALING_MAX_CONNECTIONS_PER_ADDRESS": "0"},
+    )
+    assert (cfg.ping_interval, cfg.ping_timeout, cfg.max_connections_per_address) == (5, 7, 0)
+    with pytest.raises(ConfigError, match=r"^--ping-timeout:"):
+        config_from_args(["--ping-timeout", "0"], environ={})
+
+
+def test_soft_open_files_limit_is_raised_to_the_hard_limit() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = fd_limit_target(hard)
+    low = min(256, target)
+
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+
+    hp = spawn_hub(preexec_fn=lower)
+    log = hp.stop()  # the limit is logged before the bound URL, which spawn_hub waits for
+    assert f"open-files limit {target} (hard " in log, log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ async def test_exit_3_room_full(hub: RunningHub) -> None:
 
 
 async def test_exit_3_wrong_token() -> None:
-    running = spawn_hub("--token", "s3cret")
+    running = spawn_hub("--token", "s3cret-0123456789abc")
     try:
         done = await run_cli(
             "--server", running.url, "--room", "r", "--role", "caller", "--token", "x"
@@ -91,7 +92,9 @@ async def test_exit_3_wrong_token() -> None:
         assert done.last_error_line == (
             f"p2pcall-peer: hub {running.url} refused the access token (--token)"
         )
-        assert "s3cret" not in done.stderr and "x)" not in done.stderr.replace("(--token)", "")
+        assert "s3cret-0123456789abc" not in done.stderr and "x)" not in done.stderr.replace(
+            "(--token)", ""
+        )
     finally:
         running.process.terminate()
         running.process.wait(10)
@@ -128,3 +131,28 @@ async def test_exit_2_usage() -> None:
     done = await run_cli("--room", "r", "--role", "boss")
     assert done.code == 2
     assert done.last_error_line == "p2pcall-peer: --role: expected caller or answerer, got 'boss'"
+
+
+@pytest.mark.timeout(120)
+async def test_room_new_prints_an_answer_link_to_a_private_room(hub: RunningHub) -> None:
+    caller = await start_cli(
+        "--server", hub.url, "--room", "new", "--role", "caller", *SMALL, "--audio", "none"
+    )  # fmt: skip
+    try:
+        assert caller.stdout is not None
+        line = (await asyncio.wait_for(caller.stdout.readline(), 60)).decode()
+        m = re.fullmatch(r"private room ([A-Za-z0-9_-]{22}): answer at (\S+)\n", line)
+        assert m, line
+        room, link = m.groups()
+        assert link == f"{hub.url}/?room={room}&role=answerer&auto=1"
+        for _ in range(600):  # the caller's offer is held under the generated room
+            held = hub.hub.rooms.get(room)
+            if held is not None and held.offer is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"no held offer in room {room}")
+        assert hub.hub.rooms.lobby(0.0) == [], "a private room is never listed"
+    finally:
+        caller.terminate()
+        await finish(caller)

@@ -96,3 +96,16 @@ def test_main_usage_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*BASE, "--size", "x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["p2pcall-peer: --size: expected WxH such as 640x480, got 'x'"]
+
+
+def test_room_new_generates_a_private_room_for_callers_only() -> None:
+    a = config_from_args(["--room", "new", "--role", "caller"], environ={})
+    b = config_from_args(["--room", "new", "--role", "caller"], environ={})
+    assert a.private_room and len(a.room) == 22 and a.room != b.room
+    with pytest.raises(UsageError, match=r"^--room new: only a caller"):
+        config_from_args(["--room", "new", "--role", "answerer"], environ={})
+
+
+def test_room_with_trailing_newline_is_refused() -> None:
+    with pytest.raises(UsageError, match=r"^--room: 'demo\\n' is malformed"):
+        config_from_args(["--room", "demo\n", "--role", "caller"], environ={})

@@ -76,12 +76,12 @@ async def test_pushed_events_arrive_in_order(hub: RunningHub) -> None:
 
 
 async def test_wrong_token_is_unauthorized(hub_config: Config) -> None:
-    running, runner = await start_hub(replace(hub_config, token="s3cret"))
+    running, runner = await start_hub(replace(hub_config, token="s3cret-0123456789abc"))
     try:
         with pytest.raises(Unauthorized, match="refused the access token") as info:
             await connected(running.url, token="nope")
         assert info.value.exit_code == 3
-        ok = await connected(running.url, token="s3cret")
+        ok = await connected(running.url, token="s3cret-0123456789abc")
         await ok.close()
     finally:
         await runner.cleanup()

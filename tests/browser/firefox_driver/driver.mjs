@@ -47,11 +47,16 @@ function getBrowser() {
   return launching;
 }
 
-// Playwright's evaluate rule, inside the page: a function is called with arg.
-function run(source, arg) {
-  const value = (0, eval)(`(${source})`);
-  return typeof value === "function" ? value(arg) : value;
+// Playwright's evaluate rule, as one expression: a function is called with arg. It goes to
+// the page as a WebDriver script, not through the page's own eval(), which the hub's
+// Content-Security-Policy (no 'unsafe-eval') rightly blocks.
+function expressionOf(source, arg) {
+  return `(() => { const v = (${source}); return typeof v === "function" ? v(${JSON.stringify(
+    arg,
+  )}) : v; })()`;
 }
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function pageOf(request) {
   const entry = pages.get(request.page);
@@ -72,20 +77,21 @@ const ops = {
     return id;
   },
   async evaluate(request) {
-    return await pageOf(request).evaluate(run, request.expression, request.arg ?? null);
+    return await pageOf(request).evaluate(expressionOf(request.expression, request.arg ?? null));
   },
   async waitForFunction(request) {
+    // polled from here: puppeteer's own waitForFunction builds its predicate with eval()
     const page = pageOf(request);
-    // the expression travels as data: `run` rebuilds it inside the page on every poll
-    const handle = await page.waitForFunction(
-      run,
-      { timeout: request.timeoutMs, polling: 100 },
-      request.expression,
-      request.arg ?? null,
-    );
-    const value = await handle.jsonValue();
-    await handle.dispose();
-    return value;
+    const expression = expressionOf(request.expression, request.arg ?? null);
+    const deadline = Date.now() + request.timeoutMs;
+    for (;;) {
+      const value = await page.evaluate(expression);
+      if (value) return value;
+      if (Date.now() >= deadline) {
+        throw new Error(`Waiting failed: ${request.timeoutMs}ms exceeded`);
+      }
+      await sleep(100);
+    }
   },
   async fill(request) {
     await pageOf(request).locator(request.selector).fill(request.value);

@@ -1,0 +1,108 @@
+"""The hub's TCP edge: connections per client address, and the file-descriptor limit.
+
+aiohttp's ``web.Server`` is told of every connection (``connection_made`` /
+``connection_lost``) by its protocol; :class:`HubRunner` wraps those two
+callbacks of the server it builds (the one seam into aiohttp here) to count
+open connections per peer address and close, at once, one over the cap. Slow
+request headers are bounded by aiohttp itself: the hub sets its
+``keepalive_timeout``, which also runs from the moment a connection opens
+(see ``create_app``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .guards import AddressCounter, RateLimitedWarning
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionGuard:
+    """Counts open TCP connections per address; sheds those over ``limit`` (0: no cap)."""
+
+    def __init__(self, limit: int, on_shed: Callable[[], None] | None = None) -> None:
+        self.counter = AddressCounter(limit)
+        self.on_shed = on_shed
+        self._address: dict[Any, str] = {}
+        self._warnings = RateLimitedWarning(log)
+
+    def install(self, server: web.Server) -> None:
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+            made(handler, transport)
+            peer = transport.get_extra_info("peername")
+            address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            if not self.counter.acquire(address):
+                if self.on_shed is not None:
+                    self.on_shed()
+                self._warnings.warn(
+                    "connections",
+                    time.monotonic(),
+                    "address %s is over %d open connections (--max-connections-per-address): "
+                    "shedding new ones",
+                    address,
+                    self.counter.limit,
+                )
+                transport.abort()
+                return
+            self._address[handler] = address
+
+        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+            address = self._address.pop(handler, None)
+            if address is not None:
+                self.counter.release(address)
+            lost(handler, exc)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+
+CONNECTION_GUARD_KEY = web.AppKey("connection_guard", ConnectionGuard)
+
+
+class HubRunner(web.AppRunner):
+    """``web.AppRunner`` whose server goes through the app's :class:`ConnectionGuard`."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        guard = self.app.get(CONNECTION_GUARD_KEY)
+        if guard is not None:
+            guard.install(server)
+        return server
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Lift the soft open-files limit to the hard one; returns (soft, hard) now in force.
+
+    Each client holds a descriptor; the common soft default (1,024) would refuse
+    new clients long before the machine runs short.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = fd_limit_target(hard)
+    if soft != target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit from %d to %d: %s", soft, target, exc)
+    return soft, hard
+
+
+def fd_limit_target(hard: int) -> int:
+    """The hard limit, or the kernel's per-process ceiling when the hard limit is unlimited."""
+    if hard != resource.RLIM_INFINITY:
+        return hard
+    try:
+        return int(Path("/proc/sys/fs/nr_open").read_text())
+    except (OSError, ValueError):
+        return 1 << 20

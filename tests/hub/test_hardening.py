@@ -1,0 +1,476 @@
+"""The hub's edge under hostile input: every fault closes one socket, logs little, frees all.
+
+Raw Engine.IO over aiohttp WebSockets and raw TCP, against a real hub on port 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import pytest
+
+from signaling import Config
+from tests.conftest import RunningHub, start_hub
+
+from .client import error_code, offer, party
+from .client import until as _until
+
+WAIT = 10.0
+TOKEN = "t" * 24
+
+
+@pytest.fixture
+async def hub_with(hub_config: Config) -> AsyncIterator[Callable[..., Any]]:
+    runners = []
+
+    async def start(**changes: Any) -> RunningHub:
+        running, runner = await start_hub(replace(hub_config, **changes))
+        runners.append(runner)
+        return running
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def _open(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
+    ws = await session.ws_connect(url + "/socket.io/?EIO=4&transport=websocket")
+    first = await asyncio.wait_for(ws.receive_str(), WAIT)
+    assert first.startswith("0{"), first
+    return ws
+
+
+async def _closed(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
+    """Read until the hub closes the WebSocket; return the Socket.IO packets seen first."""
+    seen = []
+    async with asyncio.timeout(WAIT):
+        while True:
+            msg = await ws.receive()
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                return seen
+            if msg.type is aiohttp.WSMsgType.ERROR:
+                return seen
+            if msg.type is aiohttp.WSMsgType.TEXT and msg.data[:1] == "4":
+                seen.append(msg.data[1:])
+
+
+def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    bad = [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    assert not bad, [r.getMessage() for r in bad]
+
+
+# -- 1: anchored validation ----------------------------------------------------------
+
+
+async def test_room_with_trailing_newline_is_invalid(hub: RunningHub) -> None:
+    p = await party(hub.url)
+    ack = await p.call("offer", offer("demo\n"))
+    assert error_code(ack) == "invalid"
+    assert len(hub.hub.rooms) == 0
+    await p.close()
+
+
+# -- 2 and 6: connects that raise, refusals, token guessing ---------------------------
+
+
+async def test_connect_that_raises_is_refused_invalid_and_leaves_nothing(
+    hub_with: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    running = await hub_with(token=TOKEN)
+    sio = running.hub.sio
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):
+            ws = await _open(session, running.url)
+            await ws.send_str('40{"token":"\\ud800"}')  # a lone surrogate
+            seen = await _closed(ws)
+            assert len(seen) == 1 and seen[0].startswith("4"), seen
+            assert json.loads(seen[0][1:])["message"] == "invalid"
+    await _until(lambda: not sio.eio.sockets)
+    assert running.hub.rooms.socket_count == 0
+    assert not sio.manager.rooms.get("/", {}).get(None), "no half-registered session"
+    _no_tracebacks(caplog)
+
+
+async def test_socket_is_closed_after_a_refused_token(hub_with: Callable[..., Any]) -> None:
+    running = await hub_with(token=TOKEN)
+    async with aiohttp.ClientSession() as session:
+        ws = await _open(session, running.url)
+        await ws.send_str('40{"token":"guess-1"}')
+        seen = await _closed(ws)  # no second guess on the same socket
+        assert [json.loads(s[1:])["message"] for s in seen] == ["unauthorized"]
+
+
+async def test_wrong_tokens_are_throttled_per_address(hub_with: Callable[..., Any]) -> None:
+    running = await hub_with(token=TOKEN, max_token_failures=3, token_failure_window=3600)
+    codes = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(4):
+            ws = await _open(session, running.url)
+            await ws.send_str(json.dumps({"token": f"guess-{i}"}).join(("40", "")))
+            (reply,) = await _closed(ws)
+            codes.append(json.loads(reply[1:]))
+        ws = await _open(session, running.url)  # even the right token waits its turn
+        await ws.send_str("40" + json.dumps({"token": TOKEN}))
+        (reply,) = await _closed(ws)
+        codes.append(json.loads(reply[1:]))
+    assert [c["message"] for c in codes] == ["unauthorized"] * 3 + ["limit", "limit"]
+    assert "--max-token-failures" in codes[3]["data"]
+
+
+# -- 7: malformed packets ---------------------------------------------------------------
+
+MALFORMED: list[str | bytes] = [
+    '42\xff["rooms",{}]',
+    '42["rooms",{',
+    "42" + "[" * 50_000,
+    '451-["offer",{"_placeholder":true,"num":0}]',
+    b"\x04binary",
+    "4" + "0{not json",
+    '42["offer",{"room":"x","description":{"type":"offer","sdp":"v"}}]x',
+]
+
+
+async def test_malformed_packets_close_their_socket_with_one_warning(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    hub.hub.sio.eio.warnings.interval = 3600.0
+    bystander = await party(hub.url)
+    await bystander.call("offer", offer("safe"))
+    async with aiohttp.ClientSession() as session:
+        for frame in MALFORMED:
+            ws = await _open(session, hub.url)
+            await ws.send_str("40")
+            assert (await asyncio.wait_for(ws.receive_str(), WAIT)).startswith("40")
+            if isinstance(frame, bytes):
+                await ws.send_bytes(frame)
+            else:
+                await ws.send_str(frame)
+            await _closed(ws)
+    await _until(lambda: hub.hub.rooms.socket_count == 1)
+    await bystander.nothing_more()
+    assert hub.hub.rooms.get("safe") is not None
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "malformed packet" in warnings[0].getMessage(), [
+        r.getMessage() for r in warnings
+    ]
+    _no_tracebacks(caplog)
+    await bystander.close()
+
+
+# -- 3: bounded send queue, abort on ping timeout ----------------------------------------
+
+
+async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket client on a tiny receive buffer that reads only the handshake."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(
+        b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    return reader, writer
+
+
+def _frame(text: str) -> bytes:
+    """One masked client text frame (RFC 6455 section 5.2), zero mask for simplicity."""
+    data = text.encode()
+    assert len(data) < 126
+    return bytes([0x81, 0x80 | len(data)]) + b"\0\0\0\0" + data
+
+
+async def _lobby_of(hub: RunningHub, rooms: int) -> None:
+    caller = await party(hub.url, name="n" * 64)
+    for i in range(rooms):
+        await caller.sio.emit("offer", offer(f"{i:04d}" + "r" * 60))
+    await caller.call("rooms", {})
+
+
+async def test_a_client_that_never_reads_is_closed_at_the_queue_cap(
+    hub_with: Callable[..., Any],
+) -> None:
+    running = await hub_with(max_rooms_per_socket=1000, max_queued_bytes=200_000)
+    await _lobby_of(running, 100)  # each rooms ack is ~17 KB
+    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
+    writer.write(_frame("40"))
+    await _until(lambda: running.hub.rooms.socket_count == 2)
+    for i in range(3000):
+        writer.write(_frame(f'42{i}["rooms",{{}}]'))
+    await _until(lambda: running.hub.rooms.socket_count == 1)
+    writer.close()
+
+
+async def test_ping_timeout_aborts_a_socket_with_a_backlog(hub_with: Callable[..., Any]) -> None:
+    running = await hub_with(
+        max_rooms_per_socket=1000, max_queued_bytes=1 << 30, ping_interval=0.5, ping_timeout=0.5
+    )
+    await _lobby_of(running, 100)
+    eio = running.hub.sio.eio
+    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
+    writer.write(_frame("40"))
+    await _until(lambda: running.hub.rooms.socket_count == 2)
+    for i in range(1000):
+        writer.write(_frame(f'42{i}["rooms",{{}}]'))
+    await _until(lambda: any(s.last_ping for s in eio.sockets.values()))
+    # the backlog is never read, so neither is the ping: the socket must go anyway
+    await _until(lambda: running.hub.rooms.socket_count == 1)
+    writer.close()
+
+
+# -- 5: hub-wide and per-address held bytes --------------------------------------------------
+
+
+async def test_held_bytes_caps_refuse_with_limit_naming_the_cap(
+    hub_with: Callable[..., Any],
+) -> None:
+    sdp = "v=0\r\n" + "a" * 50_000
+    running = await hub_with(max_held_bytes=120_000)
+    a, b = await party(running.url), await party(running.url)
+    assert (await a.call("offer", offer("one", sdp)))["held"] is True
+    assert (await b.call("offer", offer("two", sdp)))["held"] is True
+    ack = await b.call("offer", offer("three", sdp))
+    assert error_code(ack) == "limit" and "--max-held-bytes " in ack["error"]["message"]
+    assert running.hub.rooms.get("three") is None
+    await a.call("hangup", {"room": "one"})  # frees its share
+    assert (await b.call("offer", offer("three", sdp)))["held"] is True
+    for room in ("two", "three"):
+        await b.call("hangup", {"room": room})
+    assert running.hub.budget.total == 0
+    await b.close()
+
+    running = await hub_with(max_held_bytes_per_address=70_000)
+    c = await party(running.url)
+    await c.call("offer", offer("one", sdp))
+    ack = await c.call("offer", offer("two", sdp))
+    assert error_code(ack) == "limit" and "--max-held-bytes-per-address" in ack["error"]["message"]
+    await a.close()
+    await c.close()
+
+
+# -- 4: slow headers, connections per address ------------------------------------------------
+
+
+async def _eof_within_bound(reader: asyncio.StreamReader) -> None:
+    async with asyncio.timeout(WAIT):
+        while await reader.read(4096):
+            pass
+
+
+async def test_half_sent_request_headers_time_out(hub_with: Callable[..., Any]) -> None:
+    running = await hub_with(request_timeout=0.5)
+    port = int(running.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    await _eof_within_bound(reader)
+    writer.close()
+
+
+async def test_connections_per_address_are_capped(hub_with: Callable[..., Any]) -> None:
+    running = await hub_with(max_connections_per_address=3)
+    port = int(running.url.rsplit(":", 1)[1])
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await _eof_within_bound(reader)  # the fourth is shed at once
+    writer.close()
+    for _, w in held:
+        w.close()
+    await _until(lambda: running.hub.config is not None)
+    p = await party(running.url)  # a slot is free again once they are gone
+    await p.close()
+
+
+# -- 8: long-polling POST bodies -----------------------------------------------------------
+
+
+async def _polling_session(port: int) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    body = (await asyncio.wait_for(reader.read(), WAIT)).split(b"\r\n\r\n", 1)[1]
+    writer.close()
+    return str(json.loads(body[1:])["sid"])
+
+
+async def _post(port: int, sid: str, parts: list[bytes], headers: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n".encode()
+        + b"Host: 127.0.0.1\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+        + headers
+        + b"\r\n"
+    )
+    for i, part in enumerate(parts):
+        if i:
+            await writer.drain()
+            await asyncio.sleep(0.3)  # the pause under test: the body arrives in pieces
+        writer.write(part)
+    reply = await asyncio.wait_for(reader.read(), WAIT)
+    writer.close()
+    return reply
+
+
+async def test_polling_post_arriving_in_pieces_is_read_whole(hub: RunningHub) -> None:
+    port = int(hub.url.rsplit(":", 1)[1])
+    sid = await _polling_session(port)
+    reply = await _post(port, sid, [b"40"], b"Content-Length: 2\r\n")
+    assert reply.startswith(b"HTTP/1.1 200"), reply
+    packet = "42" + json.dumps(["offer", offer("pieces", "v=0\r\n" + "a" * 60_000)])
+    body = packet.encode()
+    reply = await _post(
+        port, sid, [body[:30_000], body[30_000:]], f"Content-Length: {len(body)}\r\n".encode()
+    )
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    await _until(lambda: hub.hub.rooms.get("pieces") is not None)
+
+
+async def test_chunked_polling_post_is_a_clear_4xx(hub: RunningHub) -> None:
+    port = int(hub.url.rsplit(":", 1)[1])
+    sid = await _polling_session(port)
+    reply = await _post(port, sid, [b"2\r\n40\r\n0\r\n\r\n"], b"Transfer-Encoding: chunked\r\n")
+    assert reply.startswith(b"HTTP/1.1 411"), reply
+    assert b"Content-Length" in reply.split(b"\r\n\r\n", 1)[1]
+
+
+# -- 10: ping settings reach Engine.IO -----------------------------------------------------
+
+
+async def test_ping_settings_reach_engineio(hub_with: Callable[..., Any]) -> None:
+    assert Config().ping_interval + Config().ping_timeout <= 25
+    running = await hub_with(ping_interval=3.0, ping_timeout=4.0)
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(running.url + "/socket.io/?EIO=4&transport=websocket")
+        first = await asyncio.wait_for(ws.receive_str(), WAIT)
+        handshake = json.loads(first[1:])
+        assert (handshake["pingInterval"], handshake["pingTimeout"]) == (3000, 4000)
+        await ws.close()
+
+
+# -- 11: the page's files and headers --------------------------------------------------------
+
+
+async def test_only_the_page_files_are_served_with_safe_headers(
+    hub_with: Callable[..., Any],
+) -> None:
+    running = await hub_with()
+    async with aiohttp.ClientSession() as session:
+        for path in (
+            "/static/package.json",
+            "/static/package-lock.json",
+            "/static/node_modules/socket.io-client/package.json",
+            "/static/index.html",
+        ):
+            async with session.get(running.url + path) as resp:
+                assert resp.status == 404, path
+        async with session.get(running.url + "/") as resp:
+            assert resp.status == 200
+            csp = resp.headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            assert resp.headers["X-Frame-Options"] == "DENY"
+        for path in ("/static/app.js", "/static/style.css", "/vendor/socket.io.esm.min.js"):
+            async with session.get(running.url + path) as resp:
+                assert resp.status == 200, path
+                assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_allowed_host_and_cors_origin(hub_with: Callable[..., Any]) -> None:
+    running = await hub_with(allowed_hosts=("127.0.0.1",), cors_origins=("http://app.test",))
+    poll = "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(running.url + "/", headers={"Host": "evil.test"}) as resp:
+            assert resp.status == 421 and "--allowed-host" in await resp.text()
+        async with session.get(running.url + poll, headers={"Origin": "http://evil.test"}) as resp:
+            assert resp.status == 400
+        async with session.get(running.url + poll, headers={"Origin": "http://app.test"}) as resp:
+            assert resp.status == 200
+            assert resp.headers["Access-Control-Allow-Origin"] == "http://app.test"
+
+
+# -- observability ---------------------------------------------------------------------------
+
+
+async def test_metrics_in_prometheus_text_format(hub_with: Callable[..., Any]) -> None:
+    running = await hub_with(max_queued_bytes=200_000, max_rooms_per_socket=1000)
+    caller, answerer = await party(running.url), await party(running.url)
+    await caller.call("offer", offer("m"))
+    await answerer.call("join", {"room": "m"})
+    await answerer.call("answer", {"room": "m", "description": {"type": "answer", "sdp": "v"}})
+    assert error_code(await caller.call("offer", offer("bad room"))) == "invalid"
+    async with aiohttp.ClientSession() as session:
+        ws = await _open(session, running.url)
+        await ws.send_str("40")
+        await ws.receive_str()
+        await ws.send_str('42["rooms",{')
+        await _closed(ws)
+        async with session.get(running.url + "/metrics") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/plain; version=")
+            text = await resp.text()
+    for line in (
+        "p2pcall_sockets 2.0",
+        "p2pcall_rooms 1.0",
+        "p2pcall_held_offers 0.0",
+        "p2pcall_held_bytes 0.0",
+        'p2pcall_events_total{event="offer"} 2.0',
+        'p2pcall_refusals_total{code="invalid"} 1.0',
+        'p2pcall_sockets_closed_total{limit="malformed_packet"} 1.0',
+        "p2pcall_relay_seconds_count 1.0",
+    ):
+        assert line in text, (line, text)
+    await caller.close()
+    await answerer.close()
+
+
+# -- 14: private rooms -------------------------------------------------------------------------
+
+
+async def test_private_offer_is_held_but_never_listed(hub: RunningHub) -> None:
+    caller, answerer, stranger = [await party(hub.url) for _ in range(3)]
+    assert (await caller.call("offer", offer("pub")))["held"] is True
+    assert (await caller.call("offer", offer("secret", private=True)))["held"] is True
+    lobby = (await stranger.call("rooms", {}))["rooms"]
+    assert [r["room"] for r in lobby] == ["pub"]
+    assert (await answerer.call("join", {"room": "secret"}))["offer"] is not None
+    assert error_code(await stranger.call("offer", offer("x", private="yes"))) == "invalid"
+    for p in (caller, answerer, stranger):
+        await p.close()
+
+
+async def test_lobby_pushes_never_stack_on_a_reader_that_is_behind(
+    hub_with: Callable[..., Any],
+) -> None:
+    running = await hub_with(max_rooms_per_socket=1000, lobby_interval=0.02)
+    hub = running.hub
+    caller = await party(running.url, name="n" * 64)
+    for i in range(150):  # a lobby push is then ~25 KB
+        await caller.sio.emit("offer", offer(f"{i:04d}" + "r" * 60))
+    await caller.call("rooms", {})
+    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
+    writer.write(_frame("40"))
+    await _until(lambda: hub.rooms.socket_count == 2)
+    writer.write(_frame('421["rooms",{"watch":true}]'))
+    await _until(lambda: len(hub.lobby_watchers) == 1)
+    watcher = list(hub.sio.eio.sockets.values())[-1]  # the raw client, connected last
+    depths = []
+    for i in range(150, 400):  # each offer changes the lobby; each sweep pushes it
+        await caller.call("offer", offer(f"{i:04d}" + "r" * 60))
+        await _until(lambda: hub._lobby_sent == hub.rooms.lobby_version)
+        depths.append(watcher.queue.qsize())
+    assert max(depths[-100:]) <= 2, depths  # the kernel buffers filled long ago
+    writer.close()
+    await caller.close()
