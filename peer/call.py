@@ -577,9 +577,34 @@ class Call:
 
     # -- the loop --------------------------------------------------------------
 
-    def _on_connection(self, state: str) -> None:
+    def _on_connection(self, state: str) -> str | None:
+        """Follow the connection state; return an end reason when it ends the call.
+
+        Once the call is connected the media path no longer needs the hub, so its end is
+        read here too: ``closed`` (the other side closed DTLS: it hung up) or ``failed``
+        ends the call whether or not signaling is up, e.g. after a hub restart.
+        """
         log.info("room=%s connection state %s", self.room, state)
         match state:
+            case "closed" if self.phase == Phase.CONNECTED and not self._closed:
+                log.warning(
+                    "room=%s the %s closed the media connection: it hung up (%s)",
+                    self.room,
+                    self.other,
+                    SIGNALING_WORDS[self.signaling_state] or "signaling up",
+                )
+                self._set_phase(Phase.ENDED)
+                self.end_reason = str(HangupReason.HANGUP)
+                return self.end_reason
+            case "failed" if self.phase == Phase.CONNECTED:
+                self._set_phase(Phase.ENDED)
+                self.end_reason = "failed"
+                raise MediaError(
+                    f"the media connection with the {self.other} in room {self.room!r} "
+                    f"failed after the call was connected: ICE {self.pc.iceConnectionState}, "
+                    f"{self.remote_ice.summary()} (the {self.other} vanished or the network "
+                    "between us went away)"
+                )
             case "connecting" if self.phase == Phase.WAITING:
                 self._set_phase(Phase.CONNECTING)
             case "connected" if self.phase in (Phase.WAITING, Phase.CONNECTING):
@@ -590,6 +615,7 @@ class Call:
                 self._spawn(self._poll_stats(), "stats")
             case "failed":
                 raise self._failure()
+        return None
 
     def _log_pair(self) -> None:
         self.stats.pair = pair = selected_pair(self.pc)
@@ -747,7 +773,7 @@ class Call:
                 self.end_reason = reason
                 return reason
             case ConnectionChanged(state):
-                self._on_connection(state)
+                return self._on_connection(state)
             case HangupRequested(reason):
                 await self.hangup(reason)
                 return reason

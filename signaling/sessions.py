@@ -10,8 +10,9 @@ events to emit, in order.
   the last ones in a bounded replay log, so a client that resumes with
   ``lastSeq`` gets exactly what it missed, in order, once.
 - Each session remembers the acks of its last :data:`ACK_MEMORY` numbered
-  requests: a retried request is answered from memory (``duplicate: true``) and
-  never run twice; one older than that memory gets ``stale``.
+  requests, within :data:`ACK_BYTES` of their text (the newest ack is always
+  kept): a retried request is answered from memory (``duplicate: true``) and
+  never run twice; one the memory no longer holds (or never processed) gets ``stale``.
 - A session in a room whose socket goes away without ``hangup`` is *away* for the
   grace period: its rooms stay, the other party hears ``peer_away`` then
   ``peer_back``, and events for it wait in its log (at most the per-room limit
@@ -35,6 +36,7 @@ from .protocol import ErrorCode, Event, HangupReason, SignalingError
 from .rooms import Outcome, Payload, Rooms, Send
 
 ACK_MEMORY = 64  # acks kept per session for retried requests (contract: at least 64)
+ACK_BYTES = 256 * 1024  # rough cap on the text those acks keep (an offer, candidates, a lobby)
 TOKEN_BYTES = 18  # 144 random bits (contract: at least 128)
 ENDED_MEMORY = 10_000  # ended sessions remembered, to answer "expired" rather than "unknown"
 RESERVE_EVENTS = 8  # log room per room beyond its candidates: offer, answer, away/back, hangup
@@ -68,6 +70,8 @@ class Session:
     log_bytes: int = 0
     last_request: int = 0
     acks: OrderedDict[int, Payload] = field(default_factory=OrderedDict)
+    ack_bytes: int = 0
+    ack_costs: dict[int, int] = field(default_factory=dict)
     away_since: float | None = None
     queued: dict[str, int] = field(default_factory=dict)  # room -> events queued while away
 
@@ -191,12 +195,7 @@ class Sessions:
         if seq is not None and seq <= session.last_request:
             first = session.acks.get(seq)
             if first is None:
-                raise SignalingError(
-                    ErrorCode.STALE,
-                    f"request seq {seq} is older than the last {ACK_MEMORY} requests this "
-                    f"session remembers (it has processed up to {session.last_request}); "
-                    "send new requests with a higher seq",
-                )
+                raise SignalingError(ErrorCode.STALE, _stale_message(session, seq))
             return {**first, "duplicate": True}, []
         try:
             outcome = run(session)
@@ -204,9 +203,7 @@ class Sessions:
             outcome = Outcome(exc.to_ack())
         if seq is not None:
             session.last_request = seq
-            session.acks[seq] = outcome.ack
-            if len(session.acks) > ACK_MEMORY:
-                session.acks.popitem(last=False)
+            _remember(session, seq, outcome.ack)
         return outcome.ack, self.deliver(outcome.sends)
 
     def deliver(self, sends: list[Send]) -> list[Emit]:
@@ -306,6 +303,46 @@ class Sessions:
         if session.socket is None:
             return None
         return Emit(session.socket, event, payload)
+
+
+def _remember(session: Session, seq: int, ack: Payload) -> None:
+    """Keep ``ack`` for a retry of ``seq``; forget the oldest past the count or byte cap."""
+    cost = _size(ack)
+    session.acks[seq] = ack
+    session.ack_costs[seq] = cost
+    session.ack_bytes += cost
+    while len(session.acks) > ACK_MEMORY or (
+        session.ack_bytes > ACK_BYTES and len(session.acks) > 1
+    ):
+        old, _ = session.acks.popitem(last=False)
+        session.ack_bytes -= session.ack_costs.pop(old)
+
+
+def _stale_message(session: Session, seq: int) -> str:
+    oldest = next(iter(session.acks), None)
+    if oldest is not None and seq > oldest:
+        why = "it was never processed (that seq was skipped)"
+    else:
+        why = (
+            "it was never processed, or its ack is no longer remembered (the hub keeps the "
+            f"acks of the last {ACK_MEMORY} requests, within {ACK_BYTES // 1024} KiB)"
+        )
+    return (
+        f"request seq {seq} is not above the highest seq this session has processed "
+        f"({session.last_request}) and the hub has no ack for it: {why}; "
+        "send new requests with a higher seq"
+    )
+
+
+def _size(value: Any) -> int:
+    """Roughly how many bytes ``value`` (a JSON-like ack) keeps alive."""
+    if isinstance(value, str):
+        return len(value) + 8
+    if isinstance(value, dict):
+        return EVENT_OVERHEAD + sum(len(k) + _size(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return 8 + sum(_size(v) for v in value)
+    return 8
 
 
 def _cost(payload: Payload) -> int:

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from signaling.protocol import Candidate, Description, ErrorCode, SignalingError
-from signaling.rooms import Limits, Rooms
+from signaling.rooms import Limits, Outcome, Rooms
 from signaling.sessions import (
+    ACK_BYTES,
     ACK_MEMORY,
     LOG_BYTES,
     Emit,
@@ -200,6 +201,45 @@ def test_acks_older_than_the_memory_are_stale() -> None:
     with pytest.raises(SignalingError) as info:
         run(s, "sB", s.rooms.candidate, "r", cand(1), seq=1)
     assert info.value.code == ErrorCode.STALE and "64" in info.value.message
+
+
+def test_the_ack_memory_is_bounded_in_bytes_and_keeps_64_small_acks() -> None:
+    s = make()
+    s.connect("sA", None, 0, "alice", 0)
+    big = {"ok": True, "offer": {"type": "offer", "sdp": "x" * (64 * 1024)}}
+    for seq in range(1, 40):  # join-sized acks: only the newest few fit under the cap
+        s.request("sA", seq, lambda session: Outcome(big))
+    kept = [seq for seq in range(1, 40) if _remembered(s, seq)]
+    assert 1 <= len(kept) <= ACK_BYTES // (64 * 1024)
+    assert kept == list(range(40 - len(kept), 40))  # the newest ones, contiguous
+    with pytest.raises(SignalingError) as info:
+        s.request("sA", 1, lambda session: Outcome({"ok": True}))
+    assert info.value.code == ErrorCode.STALE and "no longer remembered" in info.value.message
+    for seq in range(40, 40 + ACK_MEMORY):  # small acks: the contract's 64 all fit
+        s.request("sA", seq, lambda session: Outcome({"ok": True, "held": False}))
+    assert all(_remembered(s, seq) for seq in range(40, 40 + ACK_MEMORY))
+    assert not _remembered(s, 39)
+
+
+def _remembered(s: Sessions, seq: int) -> bool:
+    try:
+        ack, _ = s.request("sA", seq, lambda session: Outcome({"ok": False}))
+    except SignalingError:
+        return False
+    return bool(ack.get("duplicate"))
+
+
+def test_a_skipped_seq_is_stale_and_said_to_be_never_processed() -> None:
+    s = make()
+    s.connect("sA", None, 0, "alice", 0)
+    for seq in (1, 2, 3, 4, 6, 7, 8, 9, 10):  # 5 is never sent
+        s.request("sA", seq, lambda session: Outcome({"ok": True}))
+    with pytest.raises(SignalingError) as info:
+        s.request("sA", 5, lambda session: Outcome({"ok": True}))
+    message = info.value.message
+    assert info.value.code == ErrorCode.STALE
+    assert "never processed" in message and "not above the highest" in message
+    assert "(10)" in message and "older than" not in message
 
 
 def test_queue_for_an_away_party_is_bounded_and_the_room_ends_past_it() -> None:

@@ -135,3 +135,45 @@ async def test_requests_wait_through_a_blip_and_are_sent_once(hub_config: Config
         await answerer.close()
         await proxy.close()
         await runner.cleanup()
+
+
+@pytest.mark.slow
+async def test_after_a_hub_restart_a_hang_up_still_ends_the_other_side() -> None:
+    """No hub to carry the hang-up: the closed DTLS connection says it (issue 10 bug)."""
+    hub = spawn_hub()
+    port = hub.url.rsplit(":", 1)[1]
+    second = None
+    try:
+        async with call_pair(hub.url, "gone") as (caller, answerer, tasks):
+            both = (caller, answerer)
+            hub.process.send_signal(signal.SIGKILL)
+            hub.process.wait(10)
+            hub.stop()
+            second = spawn_hub("--port", port)
+            await signaling_is(both, SignalingState.LOST, 30)
+            caller.call.request_hangup("done")
+            await asyncio.wait_for(tasks[0], WAIT)
+            await caller.call.close()  # the caller's process ends: its DTLS closes
+            await asyncio.wait_for(tasks[1], WAIT)
+            assert (caller.ended, answerer.ended) == ("done", "hangup")
+            assert answerer.call.phase == Phase.ENDED
+            assert answerer.call.signaling_state == SignalingState.LOST
+    finally:
+        if second is not None:
+            second.stop()
+
+
+async def test_a_connected_call_whose_connection_fails_ends_as_a_media_failure(
+    hub: RunningHub,
+) -> None:
+    from peer.call import ConnectionChanged
+    from peer.errors import ExitCode, MediaError
+
+    async with call_pair(hub.url, "fails") as (caller, answerer, tasks):
+        answerer.call.inbox.put_nowait(ConnectionChanged("failed"))
+        with pytest.raises(MediaError, match="failed after the call was connected") as failed:
+            await asyncio.wait_for(tasks[1], WAIT)
+        assert failed.value.exit_code == ExitCode.MEDIA
+        assert answerer.call.phase == Phase.ENDED
+        caller.call.request_hangup("done")
+        await asyncio.wait_for(tasks[0], WAIT)
