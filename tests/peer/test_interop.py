@@ -35,7 +35,15 @@ from peer.signaling import SignalingClient
 from tests.conftest import RunningHub
 
 from .cli_run import finish, run_cli, start_cli
-from .foreign import MDNS_NAMES, Foreign, foreign_caller, mdns_candidates, rsa_dtls
+from .foreign import (
+    MDNS_NAMES,
+    Edit,
+    Foreign,
+    foreign_caller,
+    keep,
+    mdns_candidates,
+    rsa_dtls,
+)
 from .pair import Side, side, wait_until
 
 WAIT = 30.0
@@ -337,6 +345,25 @@ async def test_offer_with_fewer_kinds_than_our_sources(
 # -- 4. a caller with an RSA DTLS certificate ----------------------------------------------
 
 
+async def dtls_failure(
+    hub: RunningHub,
+    room: str,
+    *,
+    edit: Edit = keep,
+    setup: Callable[[RTCPeerConnection], None] | None = None,
+) -> str:
+    """Answer a foreign video caller whose DTLS cannot succeed; the error's message."""
+    async with foreign_caller(hub.url, room, video=True, setup=setup) as caller:
+        await caller.offer(edit)
+        async with side(hub.url, "answerer", room) as me:
+            await me.call.start()
+            take = asyncio.create_task(caller.take_answer())
+            with pytest.raises(DtlsFailed) as info:
+                await me.call.run(connect_timeout=WAIT)
+            await take
+    return str(info.value)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("first", ["caller", "answerer"])
 async def test_rsa_certificate_caller_is_answered(hub: RunningHub, first: str) -> None:
@@ -359,16 +386,7 @@ async def test_rsa_certificate_caller_is_answered(hub: RunningHub, first: str) -
 async def test_dtls_failure_is_named(hub: RunningHub, monkeypatch: pytest.MonkeyPatch) -> None:
     """On aiortc's public API alone (hooks off) the RSA caller fails, and we say DTLS."""
     monkeypatch.setattr(aiortc_seam, "_checked", False)
-    room = "rsa-public-api"
-    async with foreign_caller(hub.url, room, video=True, setup=rsa_dtls) as caller:
-        await caller.offer()
-        async with side(hub.url, "answerer", room) as me:
-            await me.call.start()
-            take = asyncio.create_task(caller.take_answer())
-            with pytest.raises(DtlsFailed) as info:
-                await me.call.run(connect_timeout=WAIT)
-            await take
-    message = str(info.value)
+    message = await dtls_failure(hub, "rsa-public-api", setup=rsa_dtls)
     assert "DTLS handshake with the caller failed" in message
     assert "after ICE connected" in message
     assert "m-section 0 (video, mid '0')" in message
@@ -661,15 +679,7 @@ async def test_dtls_fingerprint_mismatch_is_named(hub: RunningHub) -> None:
     def wrong(text: str) -> str:
         return re.sub(r"(a=fingerprint:sha-256 )[0-9A-F]{2}", r"\g<1>00", text)
 
-    async with foreign_caller(hub.url, room, video=True) as caller:
-        await caller.offer(wrong)
-        async with side(hub.url, "answerer", room) as me:
-            await me.call.start()
-            take = asyncio.create_task(caller.take_answer())
-            with pytest.raises(DtlsFailed) as info:
-                await me.call.run(connect_timeout=WAIT)
-            await take
-    message = str(info.value)
+    message = await dtls_failure(hub, room, edit=wrong)
     assert "DTLS handshake with the caller failed" in message
     assert "the caller's certificate (sha-256 " in message
     assert "does not match the a=fingerprint of its description (sha-256 00" in message

@@ -139,7 +139,7 @@ async def test_requests_wait_through_a_blip_and_are_sent_once(hub_config: Config
 
 @pytest.mark.slow
 async def test_after_a_hub_restart_a_hang_up_still_ends_the_other_side() -> None:
-    """No hub to carry the hang-up: the closed DTLS connection says it (issue 10 bug)."""
+    """No hub to carry the hang-up: the closed DTLS connection says it."""
     hub = spawn_hub()
     port = hub.url.rsplit(":", 1)[1]
     second = None
