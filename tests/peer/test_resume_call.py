@@ -44,6 +44,28 @@ async def signaling_is(both: tuple[Side, Side], state: SignalingState, limit: fl
     await wait_until(lambda: all(s.call.signaling_state == state for s in both), limit)
 
 
+@asynccontextmanager
+async def call_across_a_hub_restart(
+    room: str, how: int
+) -> AsyncIterator[tuple[Side, Side, list[Task[None]]]]:
+    """A call whose hub ``how`` stops and a new one replaces on the same port: both sides
+    have connected to the new hub, whose memory store lost their sessions."""
+    hub = spawn_hub()
+    port = hub.url.rsplit(":", 1)[1]
+    second = None
+    try:
+        async with call_pair(hub.url, room) as (caller, answerer, tasks):
+            hub.process.send_signal(how)
+            hub.process.wait(10)
+            hub.stop()
+            second = spawn_hub("--port", port)
+            await signaling_is((caller, answerer), SignalingState.LOST, 30)
+            yield caller, answerer, tasks
+    finally:
+        if second is not None:
+            second.stop()
+
+
 @pytest.mark.slow
 async def test_signaling_cut_for_5_s_media_goes_on_and_both_resume(hub: RunningHub) -> None:
     proxy = await FaultProxy.to_url(hub.url)
@@ -78,32 +100,19 @@ async def test_signaling_cut_for_5_s_media_goes_on_and_both_resume(hub: RunningH
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 async def test_hub_restart_media_goes_on_and_the_lost_session_is_said_plainly(how: int) -> None:
-    hub = spawn_hub()
-    port = hub.url.rsplit(":", 1)[1]
-    second = None
-    try:
-        async with call_pair(hub.url, "restart") as (caller, answerer, tasks):
-            both = (caller, answerer)
-            hub.process.send_signal(how)
-            hub.process.wait(10)
-            hub.stop()
-            before = [s.call.stats.frames_received for s in both]
-            second = spawn_hub("--port", port)
-            await signaling_is(both, SignalingState.LOST, 30)
-            assert all(s.call.phase == Phase.CONNECTED and s.ended is None for s in both)
-            await wait_until(
-                lambda: all(
-                    s.call.stats.frames_received - b >= 20
-                    for s, b in zip(both, before, strict=True)
-                )
+    async with call_across_a_hub_restart("restart", how) as (caller, answerer, tasks):
+        both = (caller, answerer)
+        before = [s.call.stats.frames_received for s in both]
+        assert all(s.call.phase == Phase.CONNECTED and s.ended is None for s in both)
+        await wait_until(
+            lambda: all(
+                s.call.stats.frames_received - b >= 20 for s, b in zip(both, before, strict=True)
             )
-            assert "signaling lost, call goes on without the hub" in caller.call.notes
-            caller.call.request_hangup("done")
-            answerer.call.request_hangup("done")
-            await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
-    finally:
-        if second is not None:
-            second.stop()
+        )
+        assert "signaling lost, call goes on without the hub" in caller.call.notes
+        caller.call.request_hangup("done")
+        answerer.call.request_hangup("done")
+        await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
 
 
 async def test_requests_wait_through_a_blip_and_are_sent_once(hub_config: Config) -> None:
@@ -140,27 +149,14 @@ async def test_requests_wait_through_a_blip_and_are_sent_once(hub_config: Config
 @pytest.mark.slow
 async def test_after_a_hub_restart_a_hang_up_still_ends_the_other_side() -> None:
     """No hub to carry the hang-up: the closed DTLS connection says it."""
-    hub = spawn_hub()
-    port = hub.url.rsplit(":", 1)[1]
-    second = None
-    try:
-        async with call_pair(hub.url, "gone") as (caller, answerer, tasks):
-            both = (caller, answerer)
-            hub.process.send_signal(signal.SIGKILL)
-            hub.process.wait(10)
-            hub.stop()
-            second = spawn_hub("--port", port)
-            await signaling_is(both, SignalingState.LOST, 30)
-            caller.call.request_hangup("done")
-            await asyncio.wait_for(tasks[0], WAIT)
-            await caller.call.close()  # the caller's process ends: its DTLS closes
-            await asyncio.wait_for(tasks[1], WAIT)
-            assert (caller.ended, answerer.ended) == ("done", "hangup")
-            assert answerer.call.phase == Phase.ENDED
-            assert answerer.call.signaling_state == SignalingState.LOST
-    finally:
-        if second is not None:
-            second.stop()
+    async with call_across_a_hub_restart("gone", signal.SIGKILL) as (caller, answerer, tasks):
+        caller.call.request_hangup("done")
+        await asyncio.wait_for(tasks[0], WAIT)
+        await caller.call.close()  # the caller's process ends: its DTLS closes
+        await asyncio.wait_for(tasks[1], WAIT)
+        assert (caller.ended, answerer.ended) == ("done", "hangup")
+        assert answerer.call.phase == Phase.ENDED
+        assert answerer.call.signaling_state == SignalingState.LOST
 
 
 async def test_a_connected_call_whose_connection_fails_ends_as_a_media_failure(
