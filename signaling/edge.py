@@ -6,7 +6,11 @@ callbacks of the server it builds (the one seam into aiohttp here) to count
 open connections per peer address and close, at once, one over the cap. Slow
 request headers are bounded by aiohttp itself: the hub sets its
 ``keepalive_timeout``, which also runs from the moment a connection opens
-(see ``create_app``).
+(see ``create_app``). aiohttp does not say when that closes a connection, so the
+guard infers it: a connection that lived at least that long and never got a whole
+request (the :meth:`ConnectionGuard.middleware` marks those that did) was closed
+by the timeout, since aiohttp closes one idle that long. A slow second request
+on a kept-alive connection is closed too, but not counted.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +31,60 @@ from .guards import AddressCounter, RateLimitedWarning
 log = logging.getLogger(__name__)
 
 
-class ConnectionGuard:
-    """Counts open TCP connections per address; sheds those over ``limit`` (0: no cap)."""
+@dataclass
+class _Connection:
+    address: str
+    opened: float  # loop time
+    requested: bool = False
 
-    def __init__(self, limit: int, on_shed: Callable[[], None] | None = None) -> None:
+
+class ConnectionGuard:
+    """Counts open TCP connections per address; sheds those over ``limit`` (0: no cap).
+
+    With ``request_timeout`` (aiohttp's ``keepalive_timeout``) it also tells
+    ``on_request_timeout`` of, and logs, each connection closed before its first
+    request arrived whole.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        on_shed: Callable[[], None] | None = None,
+        *,
+        request_timeout: float = 0.0,
+        on_request_timeout: Callable[[], None] | None = None,
+    ) -> None:
         self.counter = AddressCounter(limit)
         self.on_shed = on_shed
-        self._address: dict[Any, str] = {}
+        self.request_timeout = request_timeout
+        self.on_request_timeout = on_request_timeout
+        self._open: dict[Any, _Connection] = {}
         self._warnings = RateLimitedWarning(log)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Put first in the app's middlewares: marks the connection as having had a request."""
+        connection = self._open.get(request.protocol)
+        if connection is not None:
+            connection.requested = True
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    def _closed(self, connection: _Connection) -> None:
+        if self.request_timeout <= 0 or connection.requested:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - connection.opened < self.request_timeout:
+            return  # the client went away first
+        if self.on_request_timeout is not None:
+            self.on_request_timeout()
+        self._warnings.warn(
+            "request_timeout",
+            time.monotonic(),
+            "address %s sent no whole request within %g s (--request-timeout): closed",
+            connection.address,
+            self.request_timeout,
+        )
 
     def install(self, server: web.Server) -> None:
         made, lost = server.connection_made, server.connection_lost
@@ -55,12 +106,13 @@ class ConnectionGuard:
                 )
                 transport.abort()
                 return
-            self._address[handler] = address
+            self._open[handler] = _Connection(address, asyncio.get_running_loop().time())
 
         def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
-            address = self._address.pop(handler, None)
-            if address is not None:
-                self.counter.release(address)
+            connection = self._open.pop(handler, None)
+            if connection is not None:
+                self.counter.release(connection.address)
+                self._closed(connection)
             lost(handler, exc)
 
         server.connection_made = connection_made  # type: ignore[method-assign]

@@ -640,18 +640,23 @@ def create_app(config: Config | None = None) -> web.Application:
     Serve it with :func:`make_runner` so the per-address connection cap applies.
     """
     config = config or Config()
-    middlewares = [_host_guard(config.allowed_hosts)] if config.allowed_hosts else []
+    hub = Hub(config)
+    guard = ConnectionGuard(
+        config.max_connections_per_address,
+        on_shed=hub.metrics.closed.labels("connections_per_address").inc,
+        request_timeout=config.request_timeout,
+        on_request_timeout=hub.metrics.closed.labels("request_timeout").inc,
+    )
+    middlewares = [guard.middleware]
+    if config.allowed_hosts:
+        middlewares.append(_host_guard(config.allowed_hosts))
     # keepalive_timeout runs from the moment a connection opens: slow headers end there
     app = web.Application(
         middlewares=middlewares, handler_args={"keepalive_timeout": config.request_timeout}
     )
-    hub = Hub(config)
     app[CONFIG_KEY] = config
     app[HUB_KEY] = hub
-    app[CONNECTION_GUARD_KEY] = ConnectionGuard(
-        config.max_connections_per_address,
-        on_shed=hub.metrics.closed.labels("connections_per_address").inc,
-    )
+    app[CONNECTION_GUARD_KEY] = guard
     app.on_response_prepare.append(_security_headers)
     hub.sio.attach(app)
     app.router.add_get("/healthz", _healthz)

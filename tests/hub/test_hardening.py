@@ -269,13 +269,35 @@ async def _eof_within_bound(reader: asyncio.StreamReader) -> None:
             pass
 
 
-async def test_half_sent_request_headers_time_out(hub_with: Callable[..., Any]) -> None:
+async def _closed_by_limit(url: str, limit: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
+        text = await resp.text()
+    line = f'p2pcall_sockets_closed_total{{limit="{limit}"}} '
+    found = [ln for ln in text.splitlines() if ln.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+async def test_half_sent_request_headers_time_out(
+    hub_with: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
     running = await hub_with(request_timeout=0.5)
     port = int(running.url.rsplit(":", 1)[1])
+    # a whole request, then idle past the timeout: closed too, but not counted
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+    idle_writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await idle_reader.readline()).startswith(b"HTTP/1.1 200"), "no reply to a request"
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
     await _eof_within_bound(reader)
+    await _eof_within_bound(idle_reader)
     writer.close()
+    idle_writer.close()
+    # the hub counts in connection_lost, before the socket closes: EOF means it is done
+    assert await _closed_by_limit(running.url, "request_timeout") == 1.0
+    lines = [r.getMessage() for r in caplog.records if "--request-timeout" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "sent no whole request within 0.5 s" in lines[0], lines
+    _no_tracebacks(caplog)
 
 
 async def test_connections_per_address_are_capped(hub_with: Callable[..., Any]) -> None:
