@@ -312,7 +312,7 @@ class Hub:
         """Run one event to completion; return its ack value."""
         started = time.perf_counter()
         handler = self._handlers.get(event)
-        self.metrics.events.labels(event if handler is not None else "unknown").inc()
+        self.metrics.count_event(event if handler is not None else "unknown")
         try:
             if handler is None:
                 raise SignalingError(
@@ -334,8 +334,8 @@ class Hub:
             log.info("sid=%s %s refused: %s %s", sid, event[:40], error["code"], error["message"])
             self.metrics.refusals.labels(str(error["code"])).inc()
         self.emit(emits)
-        for _ in emits:
-            self.metrics.relay_seconds.observe(time.perf_counter() - started)
+        if emits:
+            self.metrics.observe_relays(len(emits), time.perf_counter() - started)
         return ack
 
     def _offer(self, sid: str, payload: dict[str, Any]) -> Outcome:
