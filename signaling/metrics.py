@@ -58,6 +58,9 @@ class HubMetrics:
             ["event"],
             registry=self.registry,
         )
+        # Children bound once per label value: ``labels()`` takes a lock and builds a
+        # key on every call, a few per cent of the hub's CPU under call load.
+        self._event_counts: dict[str, Callable[[], None]] = {}
         self.refusals = Counter(
             "p2pcall_refusals",
             "Requests and connects refused, by error code.",
@@ -76,3 +79,15 @@ class HubMetrics:
             buckets=RELAY_BUCKETS,
             registry=self.registry,
         )
+
+    def count_event(self, event: str) -> None:
+        """Count one request; ``event`` is one of a bounded set (the hub maps the rest)."""
+        inc = self._event_counts.get(event)
+        if inc is None:
+            inc = self._event_counts[event] = self.events.labels(event).inc
+        inc()
+
+    def observe_relays(self, count: int, seconds: float) -> None:
+        """``count`` messages relayed, each ``seconds`` after its request arrived."""
+        for _ in range(count):
+            self.relay_seconds.observe(seconds)

@@ -177,9 +177,9 @@ class Hub:
             )
         try:
             token, last_seq = parse_resume(auth)
+            connected = self.sessions.connect(sid, token, last_seq, name, self.clock())
         except ValueError as exc:
             raise socketio.exceptions.ConnectionRefusedError("invalid", str(exc)) from None
-        connected = self.sessions.connect(sid, token, last_seq, name, self.clock())
         self._connecting[sid] = connected
         key = connected.session.key
         self.budget.register(key, address)
@@ -312,7 +312,7 @@ class Hub:
         """Run one event to completion; return its ack value."""
         started = time.perf_counter()
         handler = self._handlers.get(event)
-        self.metrics.events.labels(event if handler is not None else "unknown").inc()
+        self.metrics.count_event(event if handler is not None else "unknown")
         try:
             if handler is None:
                 raise SignalingError(
@@ -334,8 +334,8 @@ class Hub:
             log.info("sid=%s %s refused: %s %s", sid, event[:40], error["code"], error["message"])
             self.metrics.refusals.labels(str(error["code"])).inc()
         self.emit(emits)
-        for _ in emits:
-            self.metrics.relay_seconds.observe(time.perf_counter() - started)
+        if emits:
+            self.metrics.observe_relays(len(emits), time.perf_counter() - started)
         return ack
 
     def _offer(self, sid: str, payload: dict[str, Any]) -> Outcome:
@@ -348,14 +348,14 @@ class Hub:
             )
         outcome = self.rooms.offer(sid, room, description, self.clock(), listed=not private)
 
-        log.info("room=%s sid=%s offer held=%s", room, sid, outcome.ack["held"])
+        log.info("room=%s session=%s offer held=%s", room, sid, outcome.ack["held"])
         return outcome
 
     def _join(self, sid: str, payload: dict[str, Any]) -> Outcome:
         room = parse_room(payload, "join")
         outcome = self.rooms.join(sid, room, self.clock())
         log.info(
-            "room=%s sid=%s joined offer=%s held_candidates=%d",
+            "room=%s session=%s joined offer=%s held_candidates=%d",
             room,
             sid,
             outcome.ack["offer"] is not None,
@@ -367,7 +367,7 @@ class Hub:
         room = parse_room(payload, "answer")
         description = parse_description(payload, "answer", "answer", self.config.max_sdp_bytes)
         outcome = self.rooms.answer(sid, room, description)
-        log.info("room=%s sid=%s answered", room, sid)
+        log.info("room=%s session=%s answered", room, sid)
         return outcome
 
     def _candidate(self, sid: str, payload: dict[str, Any]) -> Outcome:
@@ -377,7 +377,7 @@ class Hub:
     def _hangup(self, sid: str, payload: dict[str, Any]) -> Outcome:
         room = parse_room(payload, "hangup")
         outcome = self.rooms.hangup(sid, room)
-        log.info("room=%s sid=%s hung up", room, sid)
+        log.info("room=%s session=%s hung up", room, sid)
         return outcome
 
     def _bye(self, sid: str, payload: dict[str, Any]) -> Outcome:

@@ -123,8 +123,18 @@ class Sessions:
         name: str | None,
         now: float,
     ) -> Connected:
-        """Attach ``socket`` to the session ``token`` names, or to a new one."""
+        """Attach ``socket`` to the session ``token`` names, or to a new one.
+
+        Raises ``ValueError`` (a sentence, nothing changed) when ``last_seq`` is above
+        the highest seq the session was ever sent: a client that claims events it
+        never got would drop the new ones that take those numbers.
+        """
         session = self._by_token.get(token) if token is not None else None
+        if session is not None and last_seq > session.seq:
+            raise ValueError(
+                f"auth.lastSeq {last_seq} is above the highest seq this session has been "
+                f"sent ({session.seq}); send the highest seq you processed (0 when none)"
+            )
         if session is None:
             error = None
             if token is not None:
@@ -359,8 +369,10 @@ def _cost(payload: Payload) -> int:
 def parse_resume(auth: dict[str, Any]) -> tuple[str | None, int]:
     """``auth.session`` and ``auth.lastSeq`` of a connect; raises ``ValueError`` with a sentence."""
     token = auth.get("session")
-    if token is not None and (not isinstance(token, str) or not 1 <= len(token) <= 256):
+    if token is not None and not isinstance(token, str):
         raise ValueError("auth.session must be the string a welcome gave (or absent)")
+    # A string the hub never issued (any length: the message size bounds it) is an
+    # unknown session, answered as the contract says, not a refused connect.
     last_seq = auth.get("lastSeq", 0)
     if last_seq is None:
         last_seq = 0

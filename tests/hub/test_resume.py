@@ -209,6 +209,22 @@ async def test_unknown_session_connects_as_a_new_one(hub: RunningHub, parties: A
     for bad in ({"session": 5}, {"lastSeq": -1}, {"lastSeq": "3"}):
         error = await refused_with(hub.url, bad)
         assert error["message"] == "invalid" and "auth." in error["data"]
+    # a string the hub could never have issued is just as unknown, whatever its length
+    long = await parties(await Party().connect(hub.url, session="x" * 4000))
+    assert long.welcome.result()["resumeError"] == "unknown"
+
+
+async def test_a_resume_claiming_events_never_sent_is_refused(
+    hub: RunningHub, parties: Any
+) -> None:
+    caller = await parties(await party(hub.url))
+    assert (await caller.call("offer", offer("r")))["held"] is True
+    claimed = caller.last_seq + 5
+    error = await refused_with(hub.url, {"session": caller.session, "lastSeq": claimed})
+    assert error["message"] == "invalid" and f"lastSeq {claimed} is above" in error["data"]
+    # nothing changed: the session is still this socket's, its room still held
+    assert hub.hub.sessions.of_socket(caller.sio.get_sid()) is not None
+    assert hub.hub.rooms.get("r") is not None
 
 
 @pytest.mark.parametrize("hub_config", [Config(port=0, resume_grace=1.0)])

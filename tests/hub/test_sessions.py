@@ -152,6 +152,17 @@ def test_unknown_session_is_a_new_session() -> None:
     assert not c.resumed and c.resume_error is ResumeError.UNKNOWN and c.replay == []
 
 
+def test_a_last_seq_above_what_was_sent_is_refused_and_changes_nothing() -> None:
+    s = make()
+    caller, _ = paired(s)
+    s.disconnect("sA", 1.0, leaving=False)
+    with pytest.raises(ValueError, match=rf"lastSeq {caller.seq + 1} is above .*\({caller.seq}\)"):
+        s.connect("sA2", caller.token, caller.seq + 1, None, 2.0)
+    assert caller.away and caller.socket is None and s.of_socket("sA2") is None
+    back = s.connect("sA3", caller.token, caller.seq, None, 3.0)
+    assert back.resumed and back.replay == []
+
+
 def test_grace_zero_is_v1_peer_left_at_once() -> None:
     s = make(grace=0)
     caller, _ = paired(s)
