@@ -89,7 +89,15 @@ class CallStats:
         return None
 
     def on_bytes(self, now: float, bytes_received: int) -> None:
-        """Feed the inbound video byte counter (``inbound-rtp`` ``bytesReceived``)."""
+        """Feed the inbound video byte counter (``inbound-rtp`` ``bytesReceived``).
+
+        The count comes from the sender's RTCP reports, which arrive every 0.5-1.5 s
+        (RFC 3550 section 6.2), so polls between two reports repeat the last one: a
+        repeat is not a new reading, and one report alone gives no rate (``None``),
+        never a false 0 kbps.
+        """
+        if self._bytes and bytes_received == self._bytes[-1][1]:
+            return
         if self._first_bytes is None:
             self._first_bytes = (now, bytes_received)
         self._bytes.append((now, bytes_received))

@@ -22,7 +22,7 @@ SMALL = ["--size", "320x240", "--fps", "20"]
 async def test_two_cli_peers_call_and_chat(hub: RunningHub, tmp_path: Path) -> None:
     common = ["--server", hub.url, "--room", "cli", *SMALL, "--chat"]
     caller = await start_cli(
-        *common, "--role", "caller", "--name", "ann", "--duration", "3", "--codec", "h264",
+        *common, "--role", "caller", "--name", "ann", "--duration", "5", "--codec", "h264",
         "--stats-json", str(tmp_path / "caller.json"),
     )  # fmt: skip
     answerer = await start_cli(

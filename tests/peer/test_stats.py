@@ -67,6 +67,15 @@ def test_bitrate_and_rtt() -> None:
     assert s.live()["kbps"] == 500.0
 
 
+def test_repeated_byte_counts_are_not_new_readings() -> None:
+    s = CallStats(start=0.0)
+    s.on_bytes(1.0, 40_000)
+    s.on_bytes(2.0, 40_000)  # no new sender report since the last poll
+    assert s.summary()["bitrate_kbps"] is None and s.live()["kbps"] is None
+    s.on_bytes(3.0, 90_000)
+    assert s.summary()["bitrate_kbps"] == 200.0
+
+
 def test_empty_summary_is_all_null() -> None:
     out = CallStats(start=0.0).summary()
     assert out["connected_ms"] is None and out["first_frame_ms"] is None
