@@ -47,6 +47,7 @@ class Config:
     ping_timeout: float = 10.0
     # Flow control and resource caps at the edge (0 turns a per-address cap off).
     max_queued_bytes: int = 1 << 20
+    send_timeout: float = 20.0
     request_timeout: float = 10.0
     max_connections_per_address: int = 256
     max_held_bytes: int = 256 << 20
@@ -137,6 +138,11 @@ NUMBER_FLAGS = (
         "bytes waiting to be sent to one socket before it is closed as a slow reader "
         "(default 1048576)",
         integer=True,
+    ),
+    NumberFlag(
+        "send_timeout",
+        "seconds one WebSocket write may wait on a client that does not read before that "
+        "socket is closed (default 20)",
     ),
     NumberFlag(
         "request_timeout",

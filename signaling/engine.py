@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 PING_TIMER = "_ping_timer"  # attribute on the socket holding its TimerHandle
 LEAN_WRITER = "_lean_writer"  # set on sockets whose writer is fastws's
 LEAN_TRANSPORT = "_lean_transport"  # the TCP transport under a fastws socket
+# when the WebSocket write under way started (time.monotonic()), None between writes
+SEND_STARTED = "_send_started"
 BODY_KEY = web.RequestKey("polling_body", bytes)  # a polling POST body, read whole
 
 # Called with (engine.io sid, reason) whenever the hub closes a socket for a limit.
@@ -109,6 +111,23 @@ class LeanEngineServer(engineio.AsyncServer):
             )
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+
+    def shed_stuck_senders(self, now: float, timeout: float) -> int:
+        """Close sockets whose WebSocket write has waited over ``timeout`` seconds.
+
+        A client that stops reading stalls the write once the TCP buffers are full;
+        its send queue is capped, but the connection and what is queued would stay
+        until the ping timeout, or forever for a client that sends pongs blindly.
+        Returns how many were closed.
+        """
+        stuck = [
+            s
+            for s in self.sockets.values()
+            if (started := getattr(s, SEND_STARTED, None)) is not None and now - started > timeout
+        ]
+        for socket in stuck:
+            self.shed(socket, "send timeout")
+        return len(stuck)
 
     def malformed(self, sid: str, exc: BaseException) -> None:
         """A packet we cannot decode: one rate-limited warning, and that socket closes."""

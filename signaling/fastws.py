@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from engineio import packet
 
-from .engine import LEAN_TRANSPORT, LEAN_WRITER, cancel_ping
+from .engine import LEAN_TRANSPORT, LEAN_WRITER, SEND_STARTED, cancel_ping
 
 log = logging.getLogger(__name__)
 # ``ws.receive()`` returns without suspending while frames are buffered: a client that
@@ -66,10 +67,15 @@ class LeanWebSocket:
 
     async def send(self, message: str | bytes) -> None:
         assert self._sock is not None
+        socket = getattr(self.handler, "__self__", None)
+        if socket is not None:
+            setattr(socket, SEND_STARTED, time.monotonic())
         if isinstance(message, bytes):
             await self._sock.send_bytes(message)
         else:
             await self._sock.send_str(message)
+        if socket is not None:
+            setattr(socket, SEND_STARTED, None)
 
     async def wait(self) -> str | bytes:
         assert self._sock is not None
@@ -125,10 +131,14 @@ async def _write(socket: Any, ws: web.WebSocketResponse) -> None:
             if pkt is None:
                 break
             encoded = pkt.encode()
+            # stamped, not timed: a timer per write costs more than the write itself;
+            # the hub's sweep closes sockets stamped too long ago (send_timeout)
+            setattr(socket, SEND_STARTED, time.monotonic())
             if isinstance(encoded, bytes):
                 await ws.send_bytes(encoded)
             else:
                 await ws.send_str(encoded)
+            setattr(socket, SEND_STARTED, None)
             if pkt.packet_type == packet.CLOSE:
                 break  # closing the WebSocket ends the read loop too
     except Exception:

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import jsoncodec
 from .budget import HeldBudget
+from .clientlog import ClientFaultLog
 from .config import Config
 from .edge import CONNECTION_GUARD_KEY, ConnectionGuard, HubRunner
 from .guards import RateLimitedWarning, TokenThrottle
@@ -89,8 +90,12 @@ class Hub:
             max_queued_bytes=config.max_queued_bytes,
             async_mode="aiohttp",
             json=jsoncodec,
-            logger=False,
-            engineio_logger=False,
+            # their own loggers would add a handler (every line twice) and log what a
+            # client got wrong at ERROR, once per try
+            logger=ClientFaultLog(logging.getLogger("signaling.socketio"), self.warnings, clock),
+            engineio_logger=ClientFaultLog(
+                logging.getLogger("signaling.engineio"), self.warnings, clock
+            ),
             max_http_buffer_size=MAX_MESSAGE_BYTES,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
@@ -405,7 +410,8 @@ class Hub:
     # -- background work --------------------------------------------------
 
     def sweep(self) -> None:
-        """Expire lonely rooms; push the lobby to watchers when it changed."""
+        """Expire lonely rooms, close stalled senders, push the lobby when it changed."""
+        self.sio.eio.shed_stuck_senders(time.monotonic(), self.config.send_timeout)
         emits = self.sessions.expire(self.clock())
         for emit in emits:
             log.info(
@@ -651,8 +657,11 @@ def create_app(config: Config | None = None) -> web.Application:
     if config.allowed_hosts:
         middlewares.append(_host_guard(config.allowed_hosts))
     # keepalive_timeout runs from the moment a connection opens: slow headers end there
+    # aiohttp's logger would write a traceback for every request that does not parse
+    server_log = ClientFaultLog(logging.getLogger("aiohttp.server"), hub.warnings, hub.clock)
     app = web.Application(
-        middlewares=middlewares, handler_args={"keepalive_timeout": config.request_timeout}
+        middlewares=middlewares,
+        handler_args={"keepalive_timeout": config.request_timeout, "logger": server_log},
     )
     app[CONFIG_KEY] = config
     app[HUB_KEY] = hub

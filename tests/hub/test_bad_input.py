@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from signaling.clientlog import ClientFaultLog
 from tests.conftest import RunningHub
 
 from .client import Party, answer, cand, error_code, offer, party
@@ -186,3 +188,59 @@ async def assert_normal_call_works(url: str) -> None:
     assert await answerer.next("hangup") == {"room": room, "reason": "hangup"}
     await caller.close()
     await answerer.close()
+
+
+BAD_HTTP = [
+    "/socket.io/?EIO=4&transport=polling&a=" + "x" * 20_000,  # request line over aiohttp's 8190
+    "/" + "y" * 20_000,
+    "/socket.io/?EIO=4&transport=polling&sid=nosuch",
+    "/socket.io/?EIO=9&transport=polling",
+    "/socket.io/?EIO=4&transport=bogus",
+]
+
+
+async def _status_of(url: str, target: str) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    status = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    return status
+
+
+async def test_bad_http_requests_log_one_warning_per_kind_and_no_traceback(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for _ in range(5):  # repeated at will, as anyone who can reach the port can
+        for target in BAD_HTTP:
+            assert b" 400 " in await _status_of(hub.url, target), target
+    faults = [r for r in caplog.records if r.getMessage().startswith("client fault:")]
+    assert 1 <= len(faults) <= 4, [r.getMessage() for r in faults]  # one per kind, not per try
+    assert all(r.levelno == logging.WARNING for r in faults)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+    ]
+    texts = " ".join(r.getMessage() for r in faults)
+    assert "8190" in texts and "Invalid session" in texts
+    # and the hub still serves a legitimate client
+    p = await party(hub.url)
+    assert (await p.call("rooms", {}))["ok"] is True
+    await p.close()
+
+
+def test_client_fault_log_keeps_the_traceback_of_our_own_faults(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = ClientFaultLog(logging.getLogger("signaling.test"))
+    caplog.set_level(logging.DEBUG, logger="signaling.test")
+    try:
+        raise RuntimeError("a bug of ours")
+    except RuntimeError:
+        log.exception("Error handling request from %s", "127.0.0.1")
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    log.error("Invalid transport")
+    log.error("Invalid transport")
+    assert [r.getMessage() for r in caplog.records[1:]] == ["client fault: Invalid transport"]

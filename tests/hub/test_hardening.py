@@ -230,6 +230,29 @@ async def test_ping_timeout_aborts_a_socket_with_a_backlog(hub_with: Callable[..
     writer.close()
 
 
+async def test_a_write_stalled_past_the_send_timeout_closes_the_socket(
+    hub_with: Callable[..., Any],
+) -> None:
+    # no queue cap and no ping in reach: only the send timeout can close it
+    running = await hub_with(
+        max_rooms_per_socket=1000,
+        max_queued_bytes=1 << 30,
+        ping_interval=600,
+        ping_timeout=600,
+        send_timeout=0.5,
+    )
+    await _lobby_of(running, 100)
+    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
+    writer.write(_frame("40"))
+    await _until(lambda: running.hub.rooms.socket_count == 2)
+    for i in range(1000):  # ~17 MB of acks, far past the TCP buffers of a reader of 4 KB
+        writer.write(_frame(f'42{i}["rooms",{{}}]'))
+    await _until(lambda: running.hub.rooms.socket_count == 1)
+    assert await _closed_by_limit(running.url, "send_timeout") == 1.0
+    assert await _closed_by_limit(running.url, "send_queue") == 0.0
+    writer.close()
+
+
 # -- 5: hub-wide and per-address held bytes --------------------------------------------------
 
 
