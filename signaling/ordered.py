@@ -79,6 +79,53 @@ class OrderedServer(socketio.AsyncServer):
             # a copy: the driver table is shared by every Engine.IO server
             self.eio._async = {**self.eio._async, "websocket": LeanWebSocket}
 
+    def on(self, event: str, handler: Any = None, namespace: str | None = None) -> Any:
+        """Only ``connect`` and ``disconnect`` handlers: every other event goes to dispatch.
+
+        A handler registered for any other event would never run (the read loop calls
+        ``dispatch`` directly), so registering one is an error, not a silent no-op.
+        """
+        if event not in ("connect", "disconnect") or (namespace or NAMESPACE) != NAMESPACE:
+            raise TypeError(
+                f"OrderedServer runs every event through its dispatch callable; a handler "
+                f"for {event!r} on {namespace or NAMESPACE!r} would never be called"
+            )
+        return super().on(event, handler, namespace)
+
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        to: Any = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        namespace: str | None = None,
+        callback: Any = None,
+        ignore_queue: bool = False,
+    ) -> None:
+        """The stock ``emit`` for one sid, sent as :meth:`send_now` sends (capped, in order).
+
+        A str ``to`` (or ``room``) is taken as a sid, since the hub uses no Socket.IO
+        rooms; a sid that is not connected here is skipped, as stock ``emit`` does.
+
+        Stock ``emit`` would queue through a task per recipient, past the per-socket
+        byte cap and out of order with ``send_now``; broadcasts, Socket.IO rooms,
+        acks and other namespaces are not part of the hub and raise ``TypeError``.
+        """
+        target = to if to is not None else room
+        if (
+            not isinstance(target, str)
+            or skip_sid is not None
+            or callback is not None
+            or (namespace or NAMESPACE) != NAMESPACE
+        ):
+            raise TypeError(
+                "OrderedServer.emit sends to one connected sid on '/' without a callback "
+                f"(to=sid); got to={to!r:.40} room={room!r:.40} namespace={namespace!r} "
+                f"callback={'set' if callback else None}"
+            )
+        self.send_now(target, event, data)
+
     def _engineio_server_class(self) -> type:
         return LeanEngineServer
 
