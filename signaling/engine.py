@@ -75,6 +75,7 @@ class LeanEngineServer(engineio.AsyncServer):
         self.on_shed: OnShed | None = None
         self.warnings = RateLimitedWarning(log)
         self._closing: set[asyncio.Task[Any]] = set()
+        self._polling: set[str] = set()  # sids with a long-poll GET under way
         stock = self._async["translate_request"]  # type: ignore[has-type]
 
         def translate_request(request: web.Request) -> dict[str, Any]:
@@ -146,7 +147,20 @@ class LeanEngineServer(engineio.AsyncServer):
     async def handle_request(self, request: web.Request) -> web.StreamResponse:
         """Read a polling POST body whole (bounded in size and time), then as stock."""
         if request.method != "POST":
-            return await self._stock_request(request)
+            sid = request.query.get("sid")
+            if sid is None or request.query.get("transport") != "polling":
+                return await self._stock_request(request)
+            # Stock python-engineio parks every extra GET on one sid until the socket
+            # dies (~ping interval + timeout), each holding a connection: refuse it now.
+            if sid in self._polling:
+                return _refuse(
+                    400, "a long-poll is already open for this session; poll again when it returns"
+                )
+            self._polling.add(sid)
+            try:
+                return await self._stock_request(request)
+            finally:
+                self._polling.discard(sid)
         if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
             return _refuse(411, "a polling POST must carry Content-Length, not a chunked body")
         length = request.content_length

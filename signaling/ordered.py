@@ -212,6 +212,8 @@ class OrderedServer(socketio.AsyncServer):
             return
         if isinstance(data, list) and data and isinstance(data[0], str):
             event, args = data[0], data[1:]
+        elif isinstance(data, list) and data and isinstance(data[0], int | float | None):
+            event, args = repr(data[0])[:40], []  # not a name: shown in the refusal as sent
         else:
             event, args = "", []
         ack = self._dispatch(sid, event, args)

@@ -173,7 +173,7 @@ class Hub:
                 self.token_throttle.failed(address, now)
                 log.info("sid=%s connect refused: wrong or missing token", sid)
                 raise socketio.exceptions.ConnectionRefusedError(
-                    "unauthorized", "this hub needs an access token (auth.token)"
+                    "unauthorized", "wrong or missing access token: this hub needs auth.token"
                 )
         name = parse_name(auth)
         if "name" in auth and name is None:

@@ -376,8 +376,11 @@ def parse_resume(auth: dict[str, Any]) -> tuple[str | None, int]:
     last_seq = auth.get("lastSeq", 0)
     if last_seq is None:
         last_seq = 0
-    if isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0:
-        raise ValueError("auth.lastSeq must be an integer >= 0 (the highest seq processed)")
+    if isinstance(last_seq, bool) or not isinstance(last_seq, int) or not 0 <= last_seq <= 2**53:
+        raise ValueError(
+            "auth.lastSeq must be an integer from 0 to 2^53 (the highest seq processed), "
+            f"got {last_seq!r:.40}"
+        )
     return token, last_seq
 
 

@@ -369,6 +369,27 @@ async def _post(port: int, sid: str, parts: list[bytes], headers: bytes) -> byte
     return reply
 
 
+async def _get_poll(port: int, sid: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n".encode()
+        + b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    return reader, writer
+
+
+async def test_a_second_concurrent_long_poll_is_refused_at_once(hub: RunningHub) -> None:
+    port = int(hub.url.rsplit(":", 1)[1])
+    sid = await _polling_session(port)
+    _first, first_writer = await _get_poll(port, sid)  # nothing queued: it waits for a ping
+    await _until(lambda: sid in hub.hub.sio.eio._polling)
+    reader, writer = await _get_poll(port, sid)
+    reply = await asyncio.wait_for(reader.read(), WAIT)  # not parked until the socket dies
+    assert reply.startswith(b"HTTP/1.1 400") and b"a long-poll is already open" in reply, reply
+    writer.close()
+    first_writer.close()
+
+
 async def test_polling_post_arriving_in_pieces_is_read_whole(hub: RunningHub) -> None:
     port = int(hub.url.rsplit(":", 1)[1])
     sid = await _polling_session(port)
@@ -519,3 +540,25 @@ async def test_lobby_pushes_never_stack_on_a_reader_that_is_behind(
     assert max(depths[-100:]) <= 2, depths  # the kernel buffers filled long ago
     writer.close()
     await caller.close()
+
+
+async def _first_packet(ws: aiohttp.ClientWebSocketResponse, prefix: str) -> str:
+    async with asyncio.timeout(WAIT):
+        while not (data := await ws.receive_str()).startswith(prefix):
+            pass
+    return data
+
+
+async def test_refusals_name_what_was_sent(hub: RunningHub) -> None:
+    async with aiohttp.ClientSession() as session:
+        ws = await _open(session, hub.url)
+        await ws.send_str("40" + json.dumps({"lastSeq": 10**40}))
+        refused = await _first_packet(ws, "44")
+        assert "from 0 to 2^53" in refused and "got 1e+40" in refused, refused
+        ws = await _open(session, hub.url)
+        await ws.send_str("40")
+        await _first_packet(ws, "42")  # welcome
+        await ws.send_str("427[123,{}]")
+        ack = json.loads((await _first_packet(ws, "437"))[3:])[0]
+        assert ack["error"]["code"] == "unknown_event" and "'123'" in ack["error"]["message"], ack
+        await ws.close()
