@@ -67,15 +67,7 @@ class LeanWebSocket:
 
     async def send(self, message: str | bytes) -> None:
         assert self._sock is not None
-        socket = getattr(self.handler, "__self__", None)
-        if socket is not None:
-            setattr(socket, SEND_STARTED, time.monotonic())
-        if isinstance(message, bytes):
-            await self._sock.send_bytes(message)
-        else:
-            await self._sock.send_str(message)
-        if socket is not None:
-            setattr(socket, SEND_STARTED, None)
+        await send_stamped(getattr(self.handler, "__self__", None), self._sock, message)
 
     async def wait(self) -> str | bytes:
         assert self._sock is not None
@@ -122,6 +114,22 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
         cancel_ping(socket)
 
 
+async def send_stamped(socket: Any, ws: web.WebSocketResponse, data: str | bytes) -> None:
+    """Send one frame, with ``socket`` stamped while the write waits on the peer.
+
+    Stamped, not timed: a timer per write costs more than the write itself; the
+    hub's sweep closes sockets stamped too long ago (``send_timeout``).
+    """
+    if socket is not None:
+        setattr(socket, SEND_STARTED, time.monotonic())
+    if isinstance(data, bytes):
+        await ws.send_bytes(data)
+    else:
+        await ws.send_str(data)
+    if socket is not None:
+        setattr(socket, SEND_STARTED, None)
+
+
 async def _write(socket: Any, ws: web.WebSocketResponse) -> None:
     queue: asyncio.Queue[Any] = socket.queue
     try:
@@ -130,15 +138,7 @@ async def _write(socket: Any, ws: web.WebSocketResponse) -> None:
             queue.task_done()
             if pkt is None:
                 break
-            encoded = pkt.encode()
-            # stamped, not timed: a timer per write costs more than the write itself;
-            # the hub's sweep closes sockets stamped too long ago (send_timeout)
-            setattr(socket, SEND_STARTED, time.monotonic())
-            if isinstance(encoded, bytes):
-                await ws.send_bytes(encoded)
-            else:
-                await ws.send_str(encoded)
-            setattr(socket, SEND_STARTED, None)
+            await send_stamped(socket, ws, pkt.encode())
             if pkt.packet_type == packet.CLOSE:
                 break  # closing the WebSocket ends the read loop too
     except Exception:

@@ -38,6 +38,7 @@ from .rooms import Outcome, Payload, Rooms, Send
 ACK_MEMORY = 64  # acks kept per session for retried requests (contract: at least 64)
 ACK_BYTES = 256 * 1024  # rough cap on the text those acks keep (an offer, candidates, a lobby)
 TOKEN_BYTES = 18  # 144 random bits (contract: at least 128)
+MAX_SEQ = 2**53  # the highest seq accepted: within what a browser's JSON numbers hold exactly
 ENDED_MEMORY = 10_000  # ended sessions remembered, to answer "expired" rather than "unknown"
 RESERVE_EVENTS = 8  # log room per room beyond its candidates: offer, answer, away/back, hangup
 LOG_BYTES = 2 * 1024 * 1024  # rough cap on a replay log's SDP and candidate text
@@ -376,7 +377,7 @@ def parse_resume(auth: dict[str, Any]) -> tuple[str | None, int]:
     last_seq = auth.get("lastSeq", 0)
     if last_seq is None:
         last_seq = 0
-    if isinstance(last_seq, bool) or not isinstance(last_seq, int) or not 0 <= last_seq <= 2**53:
+    if isinstance(last_seq, bool) or not isinstance(last_seq, int) or not 0 <= last_seq <= MAX_SEQ:
         raise ValueError(
             "auth.lastSeq must be an integer from 0 to 2^53 (the highest seq processed), "
             f"got {last_seq!r:.40}"
@@ -389,7 +390,7 @@ def parse_request_seq(payload: dict[str, Any], event: str) -> int | None:
     seq = payload.get("seq")
     if seq is None:
         return None
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= 2**53:
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
         raise SignalingError(
             ErrorCode.INVALID,
             f"{event}: seq must be a positive integer (increasing per session), got {seq!r:.40}",
