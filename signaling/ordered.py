@@ -18,6 +18,7 @@ client that never reads cannot grow the hub's memory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -153,6 +154,41 @@ class OrderedServer(socketio.AsyncServer):
         setattr(socket, QUEUED, queued)
         queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, encoded))
         return True
+
+    # -- the transport seam the Hub uses instead of reaching into engineio --
+
+    def set_on_shed(self, callback: Callable[[str, str], None]) -> None:
+        """Have ``callback(eio_sid, reason)`` hear of every socket closed for a limit."""
+        self.eio.on_shed = callback
+
+    def shed_stuck_senders(self, now: float, timeout: float) -> int:
+        """Close sockets whose WebSocket write has stalled past ``timeout``; how many."""
+        count: int = self.eio.shed_stuck_senders(now, timeout)
+        return count
+
+    def is_client_disconnect(self, reason: Any) -> bool:
+        """True when the client itself said goodbye (not a lost or shed connection)."""
+        return bool(reason == self.reason.CLIENT_DISCONNECT)
+
+    async def close_all(self, drain_timeout: float) -> None:
+        """Close every socket without a Socket.IO DISCONNECT; bounded by ``drain_timeout``.
+
+        What was queued may still go out for ``drain_timeout`` seconds, then each
+        transport is aborted, which a client takes as a lost connection (it
+        reconnects and resumes), not as being sent away.
+        """
+        eio = self.eio
+        queues = [asyncio.ensure_future(s.queue.join()) for s in eio.sockets.values()]
+        if queues:
+            _, pending = await asyncio.wait(queues, timeout=drain_timeout)
+            for task in pending:
+                task.cancel()
+        for socket in list(eio.sockets.values()):
+            eio.shed(socket, "hub shutdown")
+        for _ in range(100):  # each aborted socket's read loop ends within a few loop turns
+            if all(s.closed for s in eio.sockets.values()):
+                break
+            await asyncio.sleep(0.01)
 
     def backlogged(self, sid: str) -> bool:
         """True while earlier sends to ``sid`` are still waiting in its queue."""

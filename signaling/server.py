@@ -102,7 +102,7 @@ class Hub:
             request_timeout=config.request_timeout,
             cors_allowed_origins=self._origin_allowed,
         )
-        self.sio.eio.on_shed = self.on_shed
+        self.sio.set_on_shed(self.on_shed)
         self.metrics = HubMetrics(
             Gauges(
                 sockets=lambda: self.sessions.socket_count,
@@ -280,7 +280,7 @@ class Hub:
         """A socket closed: its session leaves (client's own close) or goes into grace."""
         self._connecting.pop(sid, None)
         session = self.sessions.of_socket(sid)
-        leaving = reason == self.sio.reason.CLIENT_DISCONNECT and not self.closing
+        leaving = self.sio.is_client_disconnect(reason) and not self.closing
         emits = self.sessions.disconnect(sid, self.clock(), leaving=leaving)
         if session is not None:
             self.budget.forget(session.key)  # its held data stays charged until released
@@ -411,7 +411,7 @@ class Hub:
 
     def sweep(self) -> None:
         """Expire lonely rooms, close stalled senders, push the lobby when it changed."""
-        self.sio.eio.shed_stuck_senders(time.monotonic(), self.config.send_timeout)
+        self.sio.shed_stuck_senders(time.monotonic(), self.config.send_timeout)
         emits = self.sessions.expire(self.clock())
         for emit in emits:
             log.info(
@@ -456,28 +456,17 @@ class Hub:
         """
         self.closing = True
         await self.cancel_kicks()
-        eio = self.sio.eio
         paired = sum(1 for name in self.rooms.names() if (r := self.rooms.get(name)) and r.paired)
         log.info(
             "shutting down: closing %d sockets; %d rooms open (%d in a call, %d held offers, "
             "%d other waiting)",
-            len(eio.sockets),
+            self.sessions.socket_count,
             len(self.rooms),
             paired,
             len(self.rooms.lobby(self.clock())),
             len(self.rooms) - paired - len(self.rooms.lobby(self.clock())),
         )
-        queues = [asyncio.ensure_future(s.queue.join()) for s in eio.sockets.values()]
-        if queues:
-            _, pending = await asyncio.wait(queues, timeout=self.config.drain_timeout)
-            for task in pending:
-                task.cancel()
-        for socket in list(eio.sockets.values()):
-            eio.shed(socket, "hub shutdown")
-        for _ in range(100):  # each aborted socket's read loop ends within a few loop turns
-            if all(s.closed for s in eio.sockets.values()):
-                break
-            await asyncio.sleep(0.01)
+        await self.sio.close_all(self.config.drain_timeout)
         await self.sio.shutdown()
 
     def health(self) -> dict[str, Any]:
