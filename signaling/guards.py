@@ -97,7 +97,15 @@ class TokenThrottle:
 class RateLimitedWarning:
     """At most one log line per ``kind`` every ``interval`` seconds; the next line
     says how many were suppressed in between. For faults a client can repeat at
-    will (malformed packets, shed connections), so the log stays readable."""
+    will (malformed packets, shed connections), so the log stays readable.
+
+    Kinds come partly from what clients sent (the first words of a library's
+    message), so kinds whose interval has passed with nothing suppressed are
+    forgotten once more than ``PRUNE_AT`` are remembered: the table stays bounded
+    by the kinds seen in one interval, and what is logged does not change.
+    """
+
+    PRUNE_AT = 256
 
     def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
         self.logger = logger
@@ -110,9 +118,23 @@ class RateLimitedWarning:
         if last is not None and now - last < self.interval:
             self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
             return
+        if len(self._last) >= self.PRUNE_AT:
+            self._prune(now)
         self._last[kind] = now
         skipped = self._suppressed.pop(kind, 0)
         if skipped:
             message += " (and %d more like it since the last such line)"
             args = (*args, skipped)
         self.logger.warning(message, *args)
+
+    def _prune(self, now: float) -> None:
+        """Forget kinds that would log anew anyway and owe no suppressed count."""
+        for kind in [
+            k
+            for k, last in self._last.items()
+            if now - last >= self.interval and k not in self._suppressed
+        ]:
+            del self._last[kind]
+
+    def __len__(self) -> int:
+        return len(self._last)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from signaling.budget import HeldBudget, candidate_bytes, description_bytes
-from signaling.guards import AddressCounter, TokenThrottle
+from signaling.guards import AddressCounter, RateLimitedWarning, TokenThrottle
 from signaling.protocol import Candidate, Description, ErrorCode, SignalingError
 from signaling.rooms import Limits, Rooms
 
@@ -69,3 +71,18 @@ def test_address_counter_and_token_throttle() -> None:
     throttle.failed("x", 1.0)
     assert throttle.wait("x", 4.0) == 6.0 and throttle.wait("y", 4.0) == 0.0
     assert throttle.wait("x", 10.0) == 0.0 and len(throttle) == 0
+
+
+def test_rate_limited_warning_forgets_old_kinds_and_keeps_what_it_owes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    warnings = RateLimitedWarning(logging.getLogger("test.ratelimit"), interval=10.0)
+    with caplog.at_level(logging.WARNING, "test.ratelimit"):
+        warnings.warn("kept", 0.0, "kept")
+        warnings.warn("kept", 1.0, "kept")  # suppressed: owed in the next line
+        for n in range(5 * RateLimitedWarning.PRUNE_AT):  # kinds made of what clients sent
+            warnings.warn(f"kind {n}", 20.0 + n * 10.0, "line %d", n)
+        assert len(warnings) <= RateLimitedWarning.PRUNE_AT + 1
+        warnings.warn("kept", 1e6, "kept")
+    assert caplog.messages[-1] == "kept (and 1 more like it since the last such line)"
+    assert len(caplog.messages) == 2 + 5 * RateLimitedWarning.PRUNE_AT
