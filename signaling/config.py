@@ -16,6 +16,8 @@ from .turn import TurnConfigError, TurnCredentials
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# auto: lean unless transport.lean_mismatch() says the libraries moved, then stock.
+TRANSPORTS = ("auto", "lean", "stock")
 ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
 
@@ -59,6 +61,7 @@ class Config:
     cors_origins: tuple[str, ...] = ()
     resume_grace: float = 30.0
     turn: TurnCredentials | None = None
+    transport: str = "auto"
 
     def __post_init__(self) -> None:
         if self.token is not None and len(self.token) < MIN_TOKEN_CHARS:
@@ -226,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         help=f"one of {', '.join(LOG_LEVELS)} (env SIGNALING_LOG_LEVEL; default info)",
     )
+    p.add_argument(
+        "--transport",
+        help=f"one of {', '.join(TRANSPORTS)} (env SIGNALING_TRANSPORT; default auto)",
+    )
     for nf in NUMBER_FLAGS:
         p.add_argument(nf.flag, help=f"{nf.help} (env {nf.env})")
     p.add_argument(
@@ -287,6 +294,12 @@ def config_from_args(
                 f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {level!r}"
             )
         kwargs["log_level"] = level.lower()
+    if (transport := pick(args.transport, "TRANSPORT")) is not None:
+        if transport.lower() not in TRANSPORTS:
+            raise ConfigError(
+                f"--transport: expected one of {', '.join(TRANSPORTS)}, got {transport!r}"
+            )
+        kwargs["transport"] = transport.lower()
     for nf in NUMBER_FLAGS:
         if (text := pick(getattr(args, nf.field), nf.field.upper())) is not None:
             kwargs[nf.field] = _positive_number(nf.flag, text, integer=nf.integer, zero=nf.zero)

@@ -25,22 +25,17 @@ from typing import Any
 
 import socketio
 from engineio import packet as eio_packet
-from engineio import payload as eio_payload
 
 from .engine import LeanEngineServer
 from .fastws import LeanWebSocket
 from .manager import IndexedManager
+from .transport import NAMESPACE, OneSidEmit, allow_packets_per_poll, check_handler
 
 log = logging.getLogger(__name__)
 
-# python-engineio refuses a long-polling POST of more than 16 packets, yet its own
-# client and browsers batch everything queued into one POST: a burst of trickled
-# candidates before the upgrade to WebSocket would drop the connection. The body
-# size stays bounded by ``max_http_buffer_size``.
-MAX_PACKETS_PER_POLL = 1000
 
 Dispatch = Callable[[str, str, list[Any]], dict[str, Any]]
-NAMESPACE = "/"
+
 QUEUED = "_queued_bytes"  # on the Engine.IO socket: bytes queued since it last drained
 REFUSED = "_refused"  # on a long-polling Engine.IO socket whose connect was refused
 
@@ -49,7 +44,7 @@ class MalformedPacket(ValueError):
     """A Socket.IO packet the hub will not decode."""
 
 
-class OrderedServer(socketio.AsyncServer):
+class OrderedServer(OneSidEmit, socketio.AsyncServer):
     """``AsyncServer`` with synchronous dispatch and synchronous sends.
 
     ``dispatch(sid, event, args)`` returns the ack value; it may call
@@ -67,9 +62,7 @@ class OrderedServer(socketio.AsyncServer):
     ):
         kwargs.setdefault("async_handlers", False)
         kwargs.setdefault("client_manager", IndexedManager())
-        eio_payload.Payload.max_decode_packets = max(
-            eio_payload.Payload.max_decode_packets, MAX_PACKETS_PER_POLL
-        )
+        allow_packets_per_poll()
         super().__init__(**kwargs)
         self._dispatch = dispatch
         self._on_connected = on_connected
@@ -86,46 +79,8 @@ class OrderedServer(socketio.AsyncServer):
         A handler registered for any other event would never run (the read loop calls
         ``dispatch`` directly), so registering one is an error, not a silent no-op.
         """
-        if event not in ("connect", "disconnect") or (namespace or NAMESPACE) != NAMESPACE:
-            raise TypeError(
-                f"OrderedServer runs every event through its dispatch callable; a handler "
-                f"for {event!r} on {namespace or NAMESPACE!r} would never be called"
-            )
+        check_handler("OrderedServer", event, namespace)
         return super().on(event, handler, namespace)
-
-    async def emit(
-        self,
-        event: str,
-        data: Any = None,
-        to: Any = None,
-        room: Any = None,
-        skip_sid: Any = None,
-        namespace: str | None = None,
-        callback: Any = None,
-        ignore_queue: bool = False,
-    ) -> None:
-        """The stock ``emit`` for one sid, sent as :meth:`send_now` sends (capped, in order).
-
-        A str ``to`` (or ``room``) is taken as a sid, since the hub uses no Socket.IO
-        rooms; a sid that is not connected here is skipped, as stock ``emit`` does.
-
-        Stock ``emit`` would queue through a task per recipient, past the per-socket
-        byte cap and out of order with ``send_now``; broadcasts, Socket.IO rooms,
-        acks and other namespaces are not part of the hub and raise ``TypeError``.
-        """
-        target = to if to is not None else room
-        if (
-            not isinstance(target, str)
-            or skip_sid is not None
-            or callback is not None
-            or (namespace or NAMESPACE) != NAMESPACE
-        ):
-            raise TypeError(
-                "OrderedServer.emit sends to one connected sid on '/' without a callback "
-                f"(to=sid); got to={to!r:.40} room={room!r:.40} namespace={namespace!r} "
-                f"callback={'set' if callback else None}"
-            )
-        self.send_now(target, event, data)
 
     def _engineio_server_class(self) -> type:
         return LeanEngineServer

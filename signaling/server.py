@@ -20,7 +20,7 @@ import socketio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import jsoncodec
+from . import jsoncodec, transport
 from .budget import HeldBudget
 from .clientlog import ClientFaultLog
 from .config import Config
@@ -41,6 +41,7 @@ from .protocol import (
 )
 from .rooms import Limits, Outcome, Rooms
 from .sessions import Connected, Emit, Sessions, parse_request_seq, parse_resume
+from .stock import StockServer
 from .turn import ice_servers
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ class Hub:
         self._lobby_stale: set[str] = set()  # watchers skipped while their queue was busy
         self.token_throttle = TokenThrottle(config.max_token_failures, config.token_failure_window)
         self.warnings = RateLimitedWarning(log)
-        self.sio = OrderedServer(
+        server = OrderedServer if transport.choose(config.transport, log) == "lean" else StockServer
+        self.sio: OrderedServer | StockServer = server(
             self.dispatch,
             self.welcome,
             max_queued_bytes=config.max_queued_bytes,
@@ -505,6 +507,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 async def _shutdown(app: web.Application) -> None:
     await app[HUB_KEY].shutdown()
+    # what the transport closed but its client kept open (the stock transport can
+    # only send Engine.IO's CLOSE, which a WebSocket client may ignore) ends here,
+    # instead of waiting out aiohttp's shutdown timeout
+    app[CONNECTION_GUARD_KEY].abort_all()
 
 
 def _seconds(value: float) -> float | int:

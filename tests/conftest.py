@@ -39,17 +39,45 @@ async def start_hub(config: Config) -> tuple[RunningHub, web.AppRunner]:
     return RunningHub(f"http://127.0.0.1:{port}", app[HUB_KEY], config), runner
 
 
+# The hub's contract suites: every test in them that starts a hub runs once per
+# transport (signaling/transport.py), so the stock fallback is held to the same rows.
+# Suites about lean-only internals (send-queue caps, send timeout, OrderedServer's own
+# API) are not listed: the stock transport does not have those limits.
+CONTRACT_SUITES = {
+    "test_hub",
+    "test_rooms",
+    "test_resume",
+    "test_sessions",
+    "test_bad_input",
+    "test_ordered_api",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if module in CONTRACT_SUITES and "transport" in metafunc.fixturenames:
+        metafunc.parametrize("transport", ["lean", "stock"])
+
+
 @pytest.fixture
-def hub_config() -> Config:
+def transport() -> str:
+    """The ``Config.transport`` of the hub a test starts; contract suites get both."""
+    return "auto"
+
+
+@pytest.fixture
+def hub_config(transport: str) -> Config:
     """Override in a test module to start the hub with other settings.
 
     A short drain: tests leave clients that never read, and shutdown waits for them.
     """
-    return Config(port=0, drain_timeout=0.5)
+    return Config(port=0, drain_timeout=0.5, transport=transport)
 
 
 @pytest.fixture
-async def hub(hub_config: Config) -> AsyncIterator[RunningHub]:
+async def hub(hub_config: Config, transport: str) -> AsyncIterator[RunningHub]:
+    if transport != "auto":  # a module's own hub_config does not name one
+        hub_config = replace(hub_config, transport=transport)
     running, runner = await start_hub(hub_config)
     try:
         yield running

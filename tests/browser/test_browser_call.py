@@ -75,6 +75,20 @@ async def test_renegotiation_keeps_the_call(
         assert await page.evaluate("document.body.dataset.callState") == "connected"
 
 
+async def test_two_browsers_call_and_hang_up_through_the_stock_transport(
+    private_hub: PrivateHub, open_page: OpenPage
+) -> None:
+    """The page's Socket.IO client (long-polling, then the upgrade) on the stock server."""
+    hub = private_hub("--transport", "stock")
+    caller, answerer = await connected_pair(open_page, hub.url, "stock-call")
+    for page in (caller, answerer):
+        assert await wait_frames(page, 30) >= 30
+    await answerer.get_by_role("button", name="Hang up").click()
+    assert await wait_state(caller, "ended") == "ended"
+    assert "hung up" in await caller.locator("#message").inner_text()
+    assert not [line for line in hub.stop().splitlines() if "Traceback" in line]
+
+
 async def test_ice_servers_come_from_welcome(private_hub: PrivateHub, open_page: OpenPage) -> None:
     hub = private_hub("--ice-server", "stun:127.0.0.1:3478")
     page = await open_page(page_url(hub.url, room="ice", role="caller", auto="1"), "caller")

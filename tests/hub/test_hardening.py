@@ -138,6 +138,20 @@ MALFORMED: list[str | bytes] = [
 ]
 
 
+async def _connected_then(
+    session: aiohttp.ClientSession, url: str, frame: str | bytes
+) -> aiohttp.ClientWebSocketResponse:
+    """A WebSocket that connected to ``/``, then sent ``frame`` as it is."""
+    ws = await _open(session, url)
+    await ws.send_str("40")
+    assert (await asyncio.wait_for(ws.receive_str(), WAIT)).startswith("40")
+    if isinstance(frame, bytes):
+        await ws.send_bytes(frame)
+    else:
+        await ws.send_str(frame)
+    return ws
+
+
 async def test_malformed_packets_close_their_socket_with_one_warning(
     hub: RunningHub, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -147,14 +161,7 @@ async def test_malformed_packets_close_their_socket_with_one_warning(
     await bystander.call("offer", offer("safe"))
     async with aiohttp.ClientSession() as session:
         for frame in MALFORMED:
-            ws = await _open(session, hub.url)
-            await ws.send_str("40")
-            assert (await asyncio.wait_for(ws.receive_str(), WAIT)).startswith("40")
-            if isinstance(frame, bytes):
-                await ws.send_bytes(frame)
-            else:
-                await ws.send_str(frame)
-            await _closed(ws)
+            await _closed(await _connected_then(session, hub.url, frame))
     await _until(lambda: hub.hub.rooms.socket_count == 1)
     await bystander.nothing_more()
     assert hub.hub.rooms.get("safe") is not None

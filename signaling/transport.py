@@ -1,0 +1,155 @@
+"""Which python-socketio/python-engineio versions the lean transport was written for.
+
+The lean transport (ordered.py, engine.py, fastws.py, manager.py) overrides
+private methods of both libraries, so an upgrade can silently break it; this
+module lets start-up notice that before the first client does.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from typing import Any
+
+from engineio import payload as eio_payload
+
+# major.minor of each distribution the private overrides were checked against.
+LEAN_WRITTEN_FOR: dict[str, str] = {"python-socketio": "5.18", "python-engineio": "4.15"}
+
+
+# python-engineio refuses a long-polling POST of more than 16 packets, yet its own
+# client and browsers batch everything queued into one POST: a burst of trickled
+# candidates before the upgrade to WebSocket would drop the connection. The body
+# size stays bounded by ``max_http_buffer_size``.
+MAX_PACKETS_PER_POLL = 1000
+
+
+def allow_packets_per_poll() -> None:
+    """Raise python-engineio's packets-per-POST limit to MAX_PACKETS_PER_POLL.
+
+    ``Payload.max_decode_packets`` is the knob python-engineio's maintainer points
+    to for this (python-engineio issue #142); it is process-wide, so both
+    transports set it the same way and never lower it.
+    """
+    eio_payload.Payload.max_decode_packets = max(
+        eio_payload.Payload.max_decode_packets, MAX_PACKETS_PER_POLL
+    )
+
+
+def _major_minor(version: str) -> str:
+    """ "5.18.1" -> "5.18"; a version without a dot is returned unchanged."""
+    return ".".join(version.split(".")[:2])
+
+
+def lean_mismatch() -> str | None:
+    """None when every installed major.minor matches LEAN_WRITTEN_FOR.
+
+    Otherwise one sentence naming installed vs expected versions, e.g.
+    "lean transport written for python-engineio 4.15, installed 4.16.0".
+    A distribution that is not installed counts as a mismatch ("not installed").
+    """
+    problems: list[str] = []
+    for dist, expected in LEAN_WRITTEN_FOR.items():
+        try:
+            installed = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            installed = "not installed"
+        if _major_minor(installed) != expected:
+            problems.append(f"{dist} {expected}, installed {installed}")
+    if not problems:
+        return None
+    return "lean transport written for " + "; ".join(problems)
+
+
+def choose(requested: str, log: logging.Logger) -> str:
+    """Resolve ``Config.transport`` ("auto" | "lean" | "stock") to "lean" or "stock".
+
+    auto: lean unless ``lean_mismatch()`` reports something, then stock with one
+    warning naming the mismatch. lean with a mismatch stays lean (the operator
+    asked for it) but warns once. Any other value raises ValueError.
+    """
+    if requested == "stock":
+        return "stock"
+    if requested not in ("auto", "lean"):
+        raise ValueError(f"transport: expected auto, lean or stock, got {requested!r}")
+    mismatch = lean_mismatch()
+    if mismatch is None:
+        return "lean"
+    if requested == "lean":
+        log.warning("%s; --transport lean kept anyway", mismatch)
+        return "lean"
+    log.warning("%s; using the stock transport", mismatch)
+    return "stock"
+
+
+# -- the public python-socketio calls both servers narrow ---------------------------
+
+NAMESPACE = "/"
+
+
+def check_handler(server: str, event: str, namespace: str | None) -> None:
+    """Raise TypeError unless ``event`` is ``connect`` or ``disconnect`` on ``/``.
+
+    Both servers hand every other event to the hub's dispatch callable, so a handler
+    registered for it would never run: an error, not a silent no-op.
+    """
+    if event not in ("connect", "disconnect") or (namespace or NAMESPACE) != NAMESPACE:
+        raise TypeError(
+            f"{server} runs every event through its dispatch callable; a handler "
+            f"for {event!r} on {namespace or NAMESPACE!r} would never be called"
+        )
+
+
+def emit_target(
+    server: str, to: Any, room: Any, skip_sid: Any, namespace: str | None, callback: Any
+) -> str:
+    """The one sid an ``emit(...)`` call addresses, or TypeError.
+
+    A str ``to`` (or ``room``) is taken as a sid, since the hub uses no Socket.IO
+    rooms. Stock ``emit`` would send past the server's per-socket byte cap and out
+    of order with its other sends; broadcasts, Socket.IO rooms, acks and other
+    namespaces are not part of the hub and raise ``TypeError``.
+    """
+    target = to if to is not None else room
+    if (
+        not isinstance(target, str)
+        or skip_sid is not None
+        or callback is not None
+        or (namespace or NAMESPACE) != NAMESPACE
+    ):
+        raise TypeError(
+            f"{server}.emit sends to one connected sid on '/' without a callback "
+            f"(to=sid); got to={to!r:.40} room={room!r:.40} namespace={namespace!r} "
+            f"callback={'set' if callback else None}"
+        )
+    return target
+
+
+class OneSidEmit:
+    """``emit`` narrowed to one sid through the server's own ordered ``send_now``.
+
+    Mixed in before ``socketio.AsyncServer`` by both servers, so the public call
+    keeps their byte cap and ordering instead of sending around them.
+    """
+
+    def send_now(self, sid: str, event: str, payload: Any) -> bool:
+        raise NotImplementedError
+
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        to: Any = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        namespace: str | None = None,
+        callback: Any = None,
+        ignore_queue: bool = False,
+    ) -> None:
+        """Send one event to one sid in order; a sid not connected here is skipped.
+
+        The sid comes from :func:`emit_target` (else TypeError), as stock ``emit``
+        skips a sid it does not know.
+        """
+        server = type(self).__name__
+        self.send_now(emit_target(server, to, room, skip_sid, namespace, callback), event, data)
