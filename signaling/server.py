@@ -85,7 +85,13 @@ class Hub:
         self._lobby_stale: set[str] = set()  # watchers skipped while their queue was busy
         self.token_throttle = TokenThrottle(config.max_token_failures, config.token_failure_window)
         self.warnings = RateLimitedWarning(log)
-        server = OrderedServer if transport.choose(config.transport, log) == "lean" else StockServer
+        chosen = transport.choose(config.transport, log)
+        if chosen == "stock":
+            log.info(
+                "transport: stock (public python-socketio API; some limits are weaker, "
+                "see 'With --transport stock' in docs/security.md)"
+            )
+        server = OrderedServer if chosen == "lean" else StockServer
         self.sio: OrderedServer | StockServer = server(
             self.dispatch,
             self.welcome,

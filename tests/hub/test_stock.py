@@ -47,7 +47,10 @@ async def stock_hub(hub_config: Config) -> AsyncIterator[Callable[..., Any]]:
 def test_each_transport_setting_picks_its_server(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert isinstance(create_app(Config(transport="stock"))[HUB_KEY].sio, StockServer)
+    with caplog.at_level(logging.INFO, logger="signaling.server"):
+        assert isinstance(create_app(Config(transport="stock"))[HUB_KEY].sio, StockServer)
+    assert any("transport: stock" in r.getMessage() for r in caplog.records)
+    caplog.clear()
     assert isinstance(create_app(Config(transport="lean"))[HUB_KEY].sio, OrderedServer)
     assert isinstance(create_app(Config(transport="auto"))[HUB_KEY].sio, OrderedServer)
     real = importlib.metadata.version
