@@ -86,13 +86,11 @@ class ConnectionGuard:
             self.request_timeout,
         )
 
-    def abort_all(self) -> int:
-        """Abort every connection still open (at shutdown); return how many there were."""
-        handlers = list(self._open)
-        for handler in handlers:
+    def abort_all(self) -> None:
+        """Abort every connection still open (at shutdown)."""
+        for handler in list(self._open):
             if handler.transport is not None:
                 handler.transport.abort()
-        return len(handlers)
 
     def install(self, server: web.Server) -> None:
         made, lost = server.connection_made, server.connection_lost

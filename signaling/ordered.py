@@ -33,9 +33,7 @@ from .transport import NAMESPACE, OneSidEmit, allow_packets_per_poll, check_hand
 
 log = logging.getLogger(__name__)
 
-
 Dispatch = Callable[[str, str, list[Any]], dict[str, Any]]
-
 QUEUED = "_queued_bytes"  # on the Engine.IO socket: bytes queued since it last drained
 REFUSED = "_refused"  # on a long-polling Engine.IO socket whose connect was refused
 

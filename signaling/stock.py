@@ -162,11 +162,15 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
         if not isinstance(event, str):
             event = repr(event)[:40]  # not a name: shown in the refusal as sent
         ack = self.dispatch(sid, event, list(args))
+        await self._all_sent()
+        return ack
+
+    async def _all_sent(self) -> None:
+        """Return once everything in the outbox now has been handed to Engine.IO."""
         if self.sent < self.queued:
             done = asyncio.get_running_loop().create_future()
             self.waiters.append((self.queued, done))
             await done
-        return ack
 
     # -- sends -------------------------------------------------------------
 
@@ -268,13 +272,10 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_timeout
-        if self.sent < self.queued:
-            done = loop.create_future()
-            self.waiters.append((self.queued, done))
-            try:
-                await asyncio.wait_for(done, drain_timeout)
-            except TimeoutError:
-                pass
+        try:
+            await asyncio.wait_for(self._all_sent(), drain_timeout)
+        except TimeoutError:
+            pass
         sids = list(self.connected)
         self.connected.clear()
         for sid in sids:
