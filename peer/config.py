@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from signaling.config import ConfigError, parse_ice_server
 from signaling.protocol import NEW_ROOM, ROOM_PATTERN, new_private_room
@@ -60,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         "or timeout.",
     )
     add = p.add_argument
-    add("--server", help="hub URL (env PEER_SERVER; default http://127.0.0.1:8080)")
+    add(
+        "--server",
+        help="hub URL, scheme://host[:port] with http or https and no path "
+        "(env PEER_SERVER; default http://127.0.0.1:8080)",
+    )
     add(
         "--room",
         help="room name, 1-64 of A-Z a-z 0-9 _ -, or `new` for a fresh private room whose "
@@ -145,6 +150,37 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def parse_server(text: str) -> str:
+    """``--server``: ``http[s]://host[:port]``, returned without a trailing ``/``.
+
+    The Socket.IO client always connects to ``/socket.io/`` at the URL's root and
+    drops any path, and the hub serves only at its root, so a path would be silently
+    ignored; a query string would ride along on every Engine.IO request and into the
+    printed answer link, and a fragment means nothing here. Each is refused with a
+    :class:`UsageError` that says what was found and what is accepted.
+    """
+    accepted = "use scheme://host[:port] such as http://127.0.0.1:8080"
+    if not re.fullmatch(r"https?://[^/?#\s]+\S*", text):
+        raise UsageError(f"--server: expected an http:// or https:// URL, got {text!r}; {accepted}")
+    parts = urlsplit(text)
+    if parts.path not in ("", "/"):
+        found = f"a path ({parts.path!r})"
+    elif "?" in text:
+        found = f"a query string ({parts.query!r})"
+    elif "#" in text:
+        found = f"a fragment ({parts.fragment!r})"
+    elif not parts.hostname:
+        found = "no host"
+    else:
+        try:
+            parts.port  # noqa: B018  urlsplit checks the port only when it is read
+        except ValueError:
+            found = "a bad port"
+        else:
+            return f"{parts.scheme}://{parts.netloc}"
+    raise UsageError(f"--server: {text!r} has {found}; {accepted}")
+
+
 def check_video(spec: str) -> str:
     if spec in ("testsrc", "none", "webcam"):
         return spec
@@ -174,9 +210,7 @@ def config_from_args(
     kw: dict[str, Any] = {}
     server = pick(args.server, "SERVER")
     if server is not None:
-        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", server):
-            raise UsageError(f"--server: expected an http:// or https:// URL, got {server!r}")
-        kw["server"] = server
+        kw["server"] = parse_server(server)
     room = pick(args.room, "ROOM")
     if room is None:
         raise UsageError("--room: required (a name of 1-64 letters, digits, _ or -)")

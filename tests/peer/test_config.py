@@ -87,6 +87,49 @@ def test_bad_values_name_the_flag(args: list[str], needle: str) -> None:
         config_from_args(args, {})
 
 
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("https://hub.example/", "https://hub.example"),
+        ("http://[::1]:9000", "http://[::1]:9000"),
+    ],
+)
+def test_server_is_scheme_host_port(url: str, kept: str) -> None:
+    assert config_from_args([*BASE, "--server", url], {}).server == kept
+
+
+@pytest.mark.parametrize(
+    ("url", "found"),
+    [
+        # the Socket.IO client connects to /socket.io/ at the root whatever the path says
+        ("http://127.0.0.1:8080/foo", "a path ('/foo')"),
+        ("http://127.0.0.1:8080/socket.io/", "a path ('/socket.io/')"),
+        ("http://127.0.0.1:8080?room=x", "a query string ('room=x')"),
+        ("http://127.0.0.1:8080/?x", "a query string ('x')"),
+        ("http://127.0.0.1:8080#top", "a fragment ('top')"),
+        ("http://127.0.0.1:99999", "a bad port"),
+        ("http://:8080", "no host"),
+    ],
+)
+def test_server_with_more_than_scheme_host_port_is_refused(url: str, found: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        config_from_args([*BASE, "--server", url], {})
+    assert str(caught.value) == (
+        f"--server: {url!r} has {found}; use scheme://host[:port] such as http://127.0.0.1:8080"
+    )
+    with pytest.raises(UsageError, match=r"^--server: .* has a path"):
+        config_from_args(BASE, {"PEER_SERVER": "http://127.0.0.1:8080/foo"})
+
+
+def test_main_server_with_path_is_one_usage_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--server", "http://127.0.0.1:8080/foo"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "p2pcall-peer: --server: 'http://127.0.0.1:8080/foo' has a path ('/foo'); "
+        "use scheme://host[:port] such as http://127.0.0.1:8080"
+    ]
+
+
 def test_bad_env_flag_value() -> None:
     with pytest.raises(UsageError, match="PEER_SHOW"):
         config_from_args(BASE, {"PEER_SHOW": "maybe"})
