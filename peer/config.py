@@ -32,7 +32,7 @@ class PeerConfig:
     server: str = "http://127.0.0.1:8080"
     room: str = ""
     role: Role = "caller"
-    name: str = "python-peer"
+    name: str = ""  # empty: python-caller or python-answerer, by role
     token: str | None = field(default=None, repr=False)
     video: str = "testsrc"
     audio: str = "none"
@@ -51,6 +51,11 @@ class PeerConfig:
     mdns: bool = True
     private_room: bool = False  # --room new: the room was generated here
     verbose: int = 0
+
+    def __post_init__(self) -> None:
+        # by role, so two Python peers in one room tell each other apart in chat and lobby
+        if not self.name:
+            object.__setattr__(self, "name", f"python-{self.role}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         "answer link is printed (env PEER_ROOM; required)",
     )
     add("--role", help="caller or answerer (env PEER_ROLE; required)")
-    add("--name", help="display name shown to others (env PEER_NAME; default python-peer)")
+    add(
+        "--name",
+        help="display name shown to others (env PEER_NAME; default python-caller or "
+        "python-answerer, by --role)",
+    )
     add("--token", help="hub access token (env PEER_TOKEN; default none)")
     add("--video", help=f"video source: {VIDEO_KINDS} (env PEER_VIDEO; default testsrc)")
     add("--audio", help=f"audio source: {AUDIO_KINDS} (env PEER_AUDIO; default none)")

@@ -19,6 +19,14 @@ def test_defaults() -> None:
     assert cfg.timeout == 30.0 and cfg.size == (640, 480) and cfg.video == "testsrc"
 
 
+@pytest.mark.parametrize("role", ["caller", "answerer"])
+def test_default_name_follows_the_role(role: str) -> None:
+    assert config_from_args(["--room", "r1", "--role", role], {}).name == f"python-{role}"
+    assert config_from_args(["--room", "r1", "--role", role, "--name", "ann"], {}).name == "ann"
+    assert config_from_args(["--room", "r1", "--role", role], {"PEER_NAME": "bo"}).name == "bo"
+    assert PeerConfig(room="r1", role="answerer").name == "python-answerer"
+
+
 def test_no_mdns_flag_and_env() -> None:
     assert config_from_args(BASE, {}).mdns
     assert not config_from_args([*BASE, "--no-mdns"], {}).mdns
