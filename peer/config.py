@@ -83,9 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
         "python-answerer, by --role)",
     )
     add("--token", help="hub access token (env PEER_TOKEN; default none)")
-    add("--video", help=f"video source: {VIDEO_KINDS} (env PEER_VIDEO; default testsrc)")
+    add(
+        "--video",
+        help=f"video source: {VIDEO_KINDS}; a file is looped at its own frame rate, and a file "
+        "or webcam picture is scaled to --size (env PEER_VIDEO; default testsrc)",
+    )
     add("--audio", help=f"audio source: {AUDIO_KINDS} (env PEER_AUDIO; default none)")
-    add("--size", help="video size WxH (env PEER_SIZE; default 640x480)")
+    add(
+        "--size",
+        help="video size WxH sent; a webcam or video file is scaled to it, stretched when its "
+        "aspect ratio differs (env PEER_SIZE; default 640x480)",
+    )
     add("--fps", help="frames per second sent (env PEER_FPS; default 30)")
     add(
         "--codec",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from peer.cli import main
-from peer.config import PeerConfig, config_from_args
+from peer.config import PeerConfig, build_parser, config_from_args
 from peer.errors import UsageError
 
 BASE = ["--room", "r1", "--role", "caller"]
@@ -136,6 +136,12 @@ def test_main_server_with_path_is_one_usage_line(capsys: pytest.CaptureFixture[s
         "p2pcall-peer: --server: 'http://127.0.0.1:8080/foo' has a path ('/foo'); "
         "use scheme://host[:port] such as http://127.0.0.1:8080"
     ]
+
+
+def test_help_says_a_file_or_webcam_is_scaled_to_size() -> None:
+    text = " ".join(build_parser().format_help().split())
+    assert "a webcam or video file is scaled to it, stretched when its aspect ratio" in text
+    assert "a file or webcam picture is scaled to --size" in text
 
 
 def test_bad_env_flag_value() -> None:
