@@ -3,7 +3,8 @@
 aiohttp's ``web.Server`` is told of every connection (``connection_made`` /
 ``connection_lost``) by its protocol; :class:`HubRunner` wraps those two
 callbacks of the server it builds (the one seam into aiohttp here) to count
-open connections per peer address and close, at once, one over the cap. Slow
+open connections per peer address and shed one over the cap: its request, if one
+comes within a second, is answered HTTP 503 naming the limit, and then it is dropped. Slow
 request headers are bounded by aiohttp itself: the hub sets its
 ``keepalive_timeout``, which also runs from the moment a connection opens
 (see ``create_app``). aiohttp does not say when that closes a connection, so the
@@ -29,6 +30,7 @@ from aiohttp import web
 from .guards import AddressCounter, RateLimitedWarning
 
 log = logging.getLogger(__name__)
+SHED_LINGER = 1.0  # seconds a shed connection may take to send the request its refusal answers
 
 
 @dataclass
@@ -59,11 +61,24 @@ class ConnectionGuard:
         self.request_timeout = request_timeout
         self.on_request_timeout = on_request_timeout
         self._open: dict[Any, _Connection] = {}
+        self._shed: set[Any] = set()  # request handlers of shed connections not yet closed
         self._warnings = RateLimitedWarning(log)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """Put first in the app's middlewares: marks the connection as having had a request."""
+        """Put first in the app's middlewares: marks the connection as having had a request.
+
+        A request on a shed connection is refused here, before any handler sees it.
+        """
+        if request.protocol in self._shed:
+            refusal = web.Response(
+                status=503,
+                text=f"limit: this address is over {self.counter.limit} open connections "
+                "(--max-connections-per-address); close some or try again later\n",
+                headers={"Retry-After": "1"},
+            )
+            refusal.force_close()
+            return refusal
         connection = self._open.get(request.protocol)
         if connection is not None:
             connection.requested = True
@@ -110,11 +125,15 @@ class ConnectionGuard:
                     address,
                     self.counter.limit,
                 )
-                transport.abort()
+                # Closing here, inside aiohttp's connection_made and before it starts the
+                # connection's task, would fail that task (a traceback per shed connection).
+                self._shed.add(handler)
+                asyncio.get_running_loop().call_later(SHED_LINGER, transport.abort)
                 return
             self._open[handler] = _Connection(address, asyncio.get_running_loop().time())
 
         def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+            self._shed.discard(handler)
             connection = self._open.pop(handler, None)
             if connection is not None:
                 self.counter.release(connection.address)

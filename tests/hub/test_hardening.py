@@ -6,6 +6,7 @@ Raw Engine.IO over aiohttp WebSockets and raw TCP, against a real hub on port 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import socket
@@ -330,6 +331,15 @@ async def test_half_sent_request_headers_time_out(
     _no_tracebacks(caplog)
 
 
+async def _healthz_reply(port: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    async with asyncio.timeout(WAIT):
+        reply = await reader.read()
+    writer.close()
+    return reply
+
+
 async def test_connections_per_address_are_capped(hub_with: Callable[..., Any]) -> None:
     running = await hub_with(max_connections_per_address=3)
     port = int(running.url.rsplit(":", 1)[1])
@@ -339,9 +349,36 @@ async def test_connections_per_address_are_capped(hub_with: Callable[..., Any]) 
     writer.close()
     for _, w in held:
         w.close()
-    await _until(lambda: running.hub.config is not None)
+    for _ in range(int(WAIT / 0.05)):  # the hub frees the slots once it has seen them close
+        if not (await _healthz_reply(port)).startswith(b"HTTP/1.1 503 "):
+            break
+        await asyncio.sleep(0.05)
     p = await party(running.url)  # a slot is free again once they are gone
     await p.close()
+
+
+async def test_shed_connection_is_told_which_limit_without_a_traceback(
+    hub_with: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await hub_with(max_connections_per_address=2)
+    port = int(running.url.rsplit(":", 1)[1])
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    shed = []
+    for _ in range(3):  # each shed connection once cost a "Task exception" traceback
+        shed.append(await _healthz_reply(port))
+    for _, w in held:
+        w.close()
+    for reply in shed:
+        head, body = reply.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 503 "), reply
+        assert body.startswith(b"limit: this address is over 2 open connections"), reply
+        assert b"--max-connections-per-address" in body, reply
+    await asyncio.sleep(0)
+    gc.collect()  # a failed, unretrieved task logs its traceback when collected
+    await asyncio.sleep(0)
+    lines = [m for r in caplog.records if "--max-connections-per" in (m := r.getMessage())]
+    assert len(lines) == 1 and "shedding new ones" in lines[0], lines
+    _no_tracebacks(caplog)
 
 
 # -- 8: long-polling POST bodies -----------------------------------------------------------
