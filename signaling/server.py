@@ -40,7 +40,14 @@ from .protocol import (
     require_object,
 )
 from .rooms import Limits, Outcome, Rooms
-from .sessions import Connected, Emit, Sessions, parse_request_seq, parse_resume
+from .sessions import (
+    Connected,
+    Emit,
+    Sessions,
+    parse_request_seq,
+    parse_resume,
+    resume_message,
+)
 from .stock import StockServer
 from .turn import ice_servers
 
@@ -207,10 +214,11 @@ class Hub:
             )
         elif connected.resume_error is not None:
             log.info(
-                "sid=%s session=%s new: resume refused (%s)",
+                "sid=%s session=%s new: resume refused (%s%s)",
                 sid,
                 key,
                 connected.resume_error.value,
+                f": {connected.ended.value}" if connected.ended else "",
             )
         else:
             log.debug("sid=%s session=%s connected name=%s", sid, key, name)
@@ -253,6 +261,9 @@ class Hub:
         }
         if connected.resume_error is not None:
             welcome["resumeError"] = connected.resume_error.value
+            welcome["resumeMessage"] = resume_message(
+                connected.resume_error, connected.ended, self.config.resume_grace
+            )
         self.sio.send_now(sid, Event.WELCOME, welcome)
         self.emit(connected.replay)
         self.emit(connected.others)

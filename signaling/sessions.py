@@ -50,6 +50,40 @@ class ResumeError(StrEnum):
     EXPIRED = "expired"
 
 
+class Ended(StrEnum):
+    """Why a session ended: a resume of it is ``expired``, and ``resumeMessage`` says why."""
+
+    NO_ROOM = "no_room"
+    LEFT = "left"
+    NO_GRACE = "no_grace"
+    GRACE_OVER = "grace_over"
+    BYE = "bye"
+    GAP = "gap"
+
+
+def resume_message(error: ResumeError, ended: Ended | None, grace: float) -> str:
+    """The sentence sent with ``resumeError``: what happened to the session, what now."""
+    if error is ResumeError.UNKNOWN:
+        return (
+            "this hub has no record of that session (the hub restarted, it ended long ago, "
+            "or it was never issued); you are connected as a new session"
+        )
+    why = {
+        Ended.NO_ROOM: "nothing to resume: the session was in no room when its connection "
+        "closed, so it ended with it",
+        Ended.LEFT: "the session ended when its client disconnected on purpose",
+        Ended.NO_GRACE: "the session ended with its connection: this hub keeps no session "
+        "after a disconnect (--resume-grace 0)",
+        Ended.GRACE_OVER: f"the session's rooms were kept for {grace:g} s after its "
+        "connection closed (--resume-grace) and it was not resumed in time",
+        Ended.BYE: "the session was ended by its own bye",
+        Ended.GAP: "events after your lastSeq are no longer kept, so the session's rooms "
+        "could not be resumed without a gap and have ended",
+        None: "the session has ended",
+    }[ended]
+    return f"{why}; you are connected as a new session, in no room"
+
+
 def session_key(token: str) -> str:
     """The loggable id of a session: a digest prefix, not the token itself."""
     return hashlib.sha256(token.encode()).hexdigest()[:12]
@@ -88,6 +122,7 @@ class Connected:
     session: Session
     resumed: bool
     resume_error: ResumeError | None = None
+    ended: Ended | None = None  # with resume_error EXPIRED: why the session had ended
     replay: list[Emit] = field(default_factory=list)  # to the new socket, right after welcome
     others: list[Emit] = field(default_factory=list)  # peer_back, hangups of a gap
     kicked: str | None = None  # an older socket of this session, to disconnect
@@ -108,7 +143,7 @@ class Sessions:
         self._by_token: dict[str, Session] = {}
         self._by_key: dict[str, Session] = {}
         self._by_socket: dict[str, Session] = {}
-        self._ended: OrderedDict[str, None] = OrderedDict()  # keys of sessions that ended
+        self._ended: OrderedDict[str, Ended] = OrderedDict()  # keys of sessions that ended
         self._away: dict[str, Session] = {}  # key -> session, oldest away first
         limits = rooms.limits
         self.queue_limit = limits.max_candidates
@@ -137,11 +172,11 @@ class Sessions:
                 f"sent ({session.seq}); send the highest seq you processed (0 when none)"
             )
         if session is None:
-            error = None
+            error = ended = None
             if token is not None:
-                ended = session_key(token) in self._ended
-                error = ResumeError.EXPIRED if ended else ResumeError.UNKNOWN
-            return Connected(self._open(socket, name), False, error)
+                ended = self._ended.get(session_key(token))
+                error = ResumeError.UNKNOWN if ended is None else ResumeError.EXPIRED
+            return Connected(self._open(socket, name), False, error, ended)
         connected = Connected(session, True)
         if session.socket is not None:
             connected.kicked = session.socket
@@ -152,9 +187,10 @@ class Sessions:
         if last_seq < oldest - 1:
             # The client missed events the log no longer has: its rooms cannot be
             # made whole, so they end, and it starts again as a new session.
-            connected.others = self._end(session, HangupReason.PEER_LEFT)
+            connected.others = self._end(session, HangupReason.PEER_LEFT, Ended.GAP)
             connected.resumed = False
             connected.resume_error = ResumeError.EXPIRED
+            connected.ended = Ended.GAP
             connected.session = self._open(socket, name)
             return connected
         connected.replay = [Emit(socket, e, p) for s, e, p in session.log if s > last_seq]
@@ -174,7 +210,13 @@ class Sessions:
         if leaving or self.grace <= 0 or not self.rooms.rooms_of(session.key):
             # a session with no room has nothing to keep (contract: it ends on "hangup
             # of all its rooms plus a client disconnect")
-            return self._end(session, HangupReason.PEER_LEFT)
+            if leaving:
+                why = Ended.LEFT
+            elif not self.rooms.rooms_of(session.key):
+                why = Ended.NO_ROOM
+            else:
+                why = Ended.NO_GRACE
+            return self._end(session, HangupReason.PEER_LEFT, why)
         session.away_since = now
         self._away[session.key] = session
         return self._tell_others(session, Event.PEER_AWAY)
@@ -182,7 +224,7 @@ class Sessions:
     def bye(self, socket: str, name: str | None) -> tuple[Session, list[Emit]]:
         """End the socket's session and its rooms at once; the socket gets a fresh one."""
         session = self._session_of(socket)
-        emits = self._end(session, HangupReason.PEER_LEFT)
+        emits = self._end(session, HangupReason.PEER_LEFT, Ended.BYE)
         return self._open(socket, name), emits
 
     def expire(self, now: float) -> list[Emit]:
@@ -192,7 +234,7 @@ class Sessions:
         for session in list(self._away.values()):  # in the order they went away
             if session.away_since is None or session.away_since > deadline:
                 break
-            emits.extend(self._end(session, HangupReason.PEER_LEFT))
+            emits.extend(self._end(session, HangupReason.PEER_LEFT, Ended.GRACE_OVER))
         emits.extend(self.deliver(self.rooms.expire(now)))
         return emits
 
@@ -280,14 +322,14 @@ class Sessions:
         self.rooms.connect(session.key, name)
         return session
 
-    def _end(self, session: Session, reason: HangupReason) -> list[Emit]:
+    def _end(self, session: Session, reason: HangupReason, why: Ended) -> list[Emit]:
         """Free the session; its rooms end, the other parties hear ``reason``."""
         self._by_token.pop(session.token, None)
         self._by_key.pop(session.key, None)
         self._away.pop(session.key, None)
         if session.socket is not None:
             self._by_socket.pop(session.socket, None)
-        self._ended[session.key] = None
+        self._ended[session.key] = why
         if len(self._ended) > ENDED_MEMORY:
             self._ended.popitem(last=False)
         return self.deliver(self.rooms.disconnect(session.key, reason))

@@ -201,10 +201,24 @@ async def test_bye_ends_rooms_at_once_and_frees_the_session(hub: RunningHub, par
     assert again.welcome.result()["resumeError"] == "expired"
 
 
+async def test_a_session_in_no_room_says_there_was_nothing_to_resume(
+    hub: RunningHub, proxy: FaultProxy, parties: Any
+) -> None:
+    lonely = await parties(await party(proxy.url))
+    sid = lonely.sio.get_sid()
+    assert proxy.cut() >= 1
+    await until(lambda: hub.hub.sessions.of_socket(sid) is None)
+    w = (await parties(await lonely.resume(hub.url))).welcome.result()
+    assert w["resumed"] is False and w["resumeError"] == "expired"  # the code the contract fixes
+    assert w["resumeMessage"].startswith("nothing to resume: the session was in no room"), w
+    assert w["resumeMessage"].endswith("you are connected as a new session, in no room"), w
+
+
 async def test_unknown_session_connects_as_a_new_one(hub: RunningHub, parties: Any) -> None:
     p = await parties(await Party().connect(hub.url, session="never-issued", lastSeq=7))
     w = p.welcome.result()
     assert w["resumed"] is False and w["resumeError"] == "unknown"
+    assert "no record of that session" in w["resumeMessage"], w
     assert w["session"] != "never-issued"
     for bad in ({"session": 5}, {"lastSeq": -1}, {"lastSeq": "3"}):
         error = await refused_with(hub.url, bad)

@@ -14,9 +14,11 @@ from signaling.sessions import (
     ACK_MEMORY,
     LOG_BYTES,
     Emit,
+    Ended,
     ResumeError,
     Session,
     Sessions,
+    resume_message,
     session_key,
 )
 
@@ -187,6 +189,33 @@ def test_bye_ends_rooms_now_and_gives_a_fresh_session() -> None:
     assert events(emits) == [("sB", "hangup", {"room": "r", "reason": "peer_left"})]
     assert fresh.token != caller.token and s.of_socket("sA") is fresh
     assert s.connect("sX", caller.token, 0, None, 1.0).resume_error is ResumeError.EXPIRED
+
+
+def test_a_resume_of_an_ended_session_says_why_it_ended() -> None:
+    s = make()
+    lonely = s.connect("sL", None, 0, None, 0).session  # in no room
+    s.disconnect("sL", 1.0, leaving=False)
+    caller, _ = paired(s)
+    s.disconnect("sA", 1.0, leaving=False)
+    s.expire(1.0 + GRACE)
+    left = s.connect("sC", None, 0, None, 0).session
+    s.disconnect("sC", 1.0, leaving=True)
+    gone = {"no room": lonely, "grace over": caller, "left": left}
+    whys = {k: s.connect(f"n-{k}", v.token, 0, None, 2.0) for k, v in gone.items()}
+    assert {k: (c.resume_error, c.ended) for k, c in whys.items()} == {
+        "no room": (ResumeError.EXPIRED, Ended.NO_ROOM),
+        "grace over": (ResumeError.EXPIRED, Ended.GRACE_OVER),
+        "left": (ResumeError.EXPIRED, Ended.LEFT),
+    }
+    no_room = resume_message(ResumeError.EXPIRED, Ended.NO_ROOM, GRACE)
+    assert no_room.startswith("nothing to resume: the session was in no room"), no_room
+    assert "30 s" in resume_message(ResumeError.EXPIRED, Ended.GRACE_OVER, GRACE)
+    assert "--resume-grace 0" in resume_message(ResumeError.EXPIRED, Ended.NO_GRACE, 0)
+    assert "no record" in resume_message(ResumeError.UNKNOWN, None, GRACE)
+    zero = make(grace=0)
+    c0, _ = paired(zero)
+    zero.disconnect("sA", 1.0, leaving=False)
+    assert zero.connect("sA2", c0.token, 0, None, 2.0).ended is Ended.NO_GRACE
 
 
 def test_duplicate_requests_get_the_first_ack_and_run_once() -> None:
