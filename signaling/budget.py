@@ -9,6 +9,8 @@ charges and releases it by party (session) id; the hub tells it each party's add
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .guards import subtract
 from .protocol import Candidate, Description, ErrorCode, SignalingError
 
@@ -32,11 +34,22 @@ def candidate_bytes(candidate: Candidate | None) -> int:
 
 
 class HeldBudget:
-    """Bytes held per socket, per address and in total, against two caps (0: no cap)."""
+    """Bytes held per socket, per address and in total, against two caps (0: no cap).
 
-    def __init__(self, max_total: int = 0, max_per_address: int = 0) -> None:
+    ``on_refused(flag, address)`` hears each refusal, with the cap's flag and the
+    refused party's address, so the hub can warn its operator: a full hub refuses
+    every caller.
+    """
+
+    def __init__(
+        self,
+        max_total: int = 0,
+        max_per_address: int = 0,
+        on_refused: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.max_total = max_total
         self.max_per_address = max_per_address
+        self.on_refused = on_refused
         self.total = 0
         self._address_of: dict[str, str] = {}  # connected parties
         self._charged_to: dict[str, str] = {}  # the address each party's held bytes count against
@@ -55,6 +68,7 @@ class HeldBudget:
         """Count ``size`` more bytes held for ``sid``, or raise ``limit`` naming the cap."""
         address = self._charged_to.get(sid) or self._address_of.get(sid, "")
         if self.max_total and self.total + size > self.max_total:
+            self._refused("--max-held-bytes", address)
             raise SignalingError(
                 ErrorCode.LIMIT,
                 f"{what}: the hub already holds {self.total} bytes of offers and candidates "
@@ -63,6 +77,7 @@ class HeldBudget:
             )
         by_address = self._by_address.get(address, 0)
         if self.max_per_address and by_address + size > self.max_per_address:
+            self._refused("--max-held-bytes-per-address", address)
             raise SignalingError(
                 ErrorCode.LIMIT,
                 f"{what}: your address already has {by_address} bytes of offers and "
@@ -73,6 +88,10 @@ class HeldBudget:
         self._by_address[address] = by_address + size
         self._by_sid[sid] = self._by_sid.get(sid, 0) + size
         self._charged_to[sid] = address
+
+    def _refused(self, flag: str, address: str) -> None:
+        if self.on_refused is not None:
+            self.on_refused(flag, address)
 
     def release(self, sid: str, size: int) -> None:
         if size <= 0:

@@ -73,7 +73,9 @@ class Hub:
         self.config = config
         self.clock = clock
         self.started = clock()
-        self.budget = HeldBudget(config.max_held_bytes, config.max_held_bytes_per_address)
+        self.budget = HeldBudget(
+            config.max_held_bytes, config.max_held_bytes_per_address, self._warn_held_cap
+        )
         self.rooms = Rooms(
             Limits(
                 max_sdp_bytes=config.max_sdp_bytes,
@@ -361,6 +363,18 @@ class Hub:
         if emits:
             self.metrics.observe_relays(len(emits), time.perf_counter() - started)
         return ack
+
+    def _warn_held_cap(self, flag: str, address: str) -> None:
+        """One warning line per cap every interval: a full hub refuses callers."""
+        self.warnings.warn(
+            "held" + flag,
+            self.clock(),
+            "refusing offers and candidates: %s reached (the hub holds %d bytes; "
+            "the last refused was from %s)",
+            flag,
+            self.budget.total,
+            address,
+        )
 
     def _offer(self, sid: str, payload: dict[str, Any]) -> Outcome:
         room = parse_room(payload, "offer")

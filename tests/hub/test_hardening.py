@@ -265,8 +265,9 @@ async def test_a_write_stalled_past_the_send_timeout_closes_the_socket(
 
 
 async def test_held_bytes_caps_refuse_with_limit_naming_the_cap(
-    hub_with: Callable[..., Any],
+    hub_with: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     sdp = "v=0\r\n" + "a" * 50_000
     running = await hub_with(max_held_bytes=120_000)
     a, b = await party(running.url), await party(running.url)
@@ -275,6 +276,12 @@ async def test_held_bytes_caps_refuse_with_limit_naming_the_cap(
     ack = await b.call("offer", offer("three", sdp))
     assert error_code(ack) == "limit" and "--max-held-bytes " in ack["error"]["message"]
     assert running.hub.rooms.get("three") is None
+    for _ in range(20):  # a client retrying a full hub
+        assert error_code(await b.call("offer", offer("three", sdp))) == "limit"
+    # the operator hears that the hub is full, once per interval, without the room's name
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warned if "--max-held-bytes reached" in w]) == 1, warned
+    assert not [w for w in warned if "three" in w]
     await a.call("hangup", {"room": "one"})  # frees its share
     assert (await b.call("offer", offer("three", sdp)))["held"] is True
     for room in ("two", "three"):
