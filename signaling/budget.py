@@ -89,6 +89,10 @@ class HeldBudget:
         self._by_sid[sid] = self._by_sid.get(sid, 0) + size
         self._charged_to[sid] = address
 
+    def __getstate__(self) -> dict[str, object]:
+        """A snapshot holds the counts, not the hub's callback."""
+        return {**self.__dict__, "on_refused": None}
+
     def _refused(self, flag: str, address: str) -> None:
         if self.on_refused is not None:
             self.on_refused(flag, address)

@@ -15,6 +15,7 @@ from aiohttp import web
 from .config import Config, ConfigError, config_from_args
 from .edge import raise_fd_limit
 from .server import create_app, make_runner
+from .shared import StoreError
 
 log = logging.getLogger("signaling")
 LISTEN_BACKLOG = 1024
@@ -96,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"p2pcall-signaling: cannot listen on {config.host}:{config.port}: {exc.strerror}",
             file=sys.stderr,
         )
+        return 1
+    except StoreError as exc:
+        print(f"p2pcall-signaling: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

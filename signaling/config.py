@@ -62,6 +62,9 @@ class Config:
     resume_grace: float = 30.0
     turn: TurnCredentials | None = None
     transport: str = "auto"
+    # redis://[:PASSWORD@]HOST[:PORT][/DB]: rooms and sessions shared by every hub on it
+    redis: str | None = field(default=None, repr=False)
+    redis_prefix: str = "p2pcall"  # the keys of one hub group; tests give each group its own
 
     def __post_init__(self) -> None:
         if self.token is not None and len(self.token) < MIN_TOKEN_CHARS:
@@ -98,6 +101,26 @@ def parse_ice_server(url: str) -> dict[str, Any]:
             "credential": unquote(secret),
         }
     return {"urls": [url]}
+
+
+def parse_redis_url(url: str) -> str:
+    """``redis://`` or ``rediss://`` (TLS) with a host, optional port and database number,
+    or ``unix:///path/to/redis.sock``."""
+    if url.startswith("unix:///"):
+        return url
+    match = re.fullmatch(
+        r"(rediss?)://(?:[^@/]*@)?([^:/@]+|\[[0-9a-fA-F:]+\])(?::(\d+))?(?:/(\d*))?", url
+    )
+    if match is None:
+        # the URL may hold a password: never echo it
+        raise ConfigError(
+            "--redis: expected redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS, "
+            "or unix:///PATH)"
+        )
+    port = match.group(3)
+    if port is not None and not 0 < int(port) < 65536:
+        raise ConfigError(f"--redis: port must be 1-65535, got {port}")
+    return url
 
 
 def _positive_number(flag: str, text: str, *, integer: bool = False, zero: bool = False) -> Any:
@@ -233,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--transport",
         help=f"one of {', '.join(TRANSPORTS)} (env SIGNALING_TRANSPORT; default auto)",
     )
+    p.add_argument(
+        "--redis",
+        help="redis://[:PASSWORD@]HOST[:PORT][/DB]: share rooms and sessions with every hub "
+        "on that Redis (env SIGNALING_REDIS; default off, everything in memory)",
+    )
     for nf in NUMBER_FLAGS:
         p.add_argument(nf.flag, help=f"{nf.help} (env {nf.env})")
     p.add_argument(
@@ -300,6 +328,8 @@ def config_from_args(
                 f"--transport: expected one of {', '.join(TRANSPORTS)}, got {transport!r}"
             )
         kwargs["transport"] = transport.lower()
+    if (redis := pick(args.redis, "REDIS")) is not None:
+        kwargs["redis"] = parse_redis_url(redis)
     for nf in NUMBER_FLAGS:
         if (text := pick(getattr(args, nf.field), nf.field.upper())) is not None:
             kwargs[nf.field] = _positive_number(nf.flag, text, integer=nf.integer, zero=nf.zero)

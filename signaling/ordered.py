@@ -29,11 +29,11 @@ from engineio import packet as eio_packet
 from .engine import LeanEngineServer
 from .fastws import LeanWebSocket
 from .manager import IndexedManager
-from .transport import NAMESPACE, OneSidEmit, allow_packets_per_poll, check_handler
+from .transport import NAMESPACE, Deferred, OneSidEmit, allow_packets_per_poll, check_handler
 
 log = logging.getLogger(__name__)
 
-Dispatch = Callable[[str, str, list[Any]], dict[str, Any]]
+Dispatch = Callable[[str, str, list[Any]], "dict[str, Any] | Deferred"]
 QUEUED = "_queued_bytes"  # on the Engine.IO socket: bytes queued since it last drained
 REFUSED = "_refused"  # on a long-polling Engine.IO socket whose connect was refused
 
@@ -136,12 +136,16 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
             _, pending = await asyncio.wait(queues, timeout=drain_timeout)
             for task in pending:
                 task.cancel()
-        for socket in list(eio.sockets.values()):
-            eio.shed(socket, "hub shutdown")
+        self.abort_all()
         for _ in range(100):  # each aborted socket's read loop ends within a few loop turns
             if all(s.closed for s in eio.sockets.values()):
                 break
             await asyncio.sleep(0.01)
+
+    def abort_all(self) -> None:
+        """Abort every socket now (no drain): their clients reconnect and resume."""
+        for socket in list(self.eio.sockets.values()):
+            self.eio.shed(socket, "hub shutdown")
 
     def backlogged(self, sid: str) -> bool:
         """True while earlier sends to ``sid`` are still waiting in its queue."""
@@ -183,22 +187,38 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
                 at += 1
             if data[at : at + 1] == "[":
                 args = self._loads(data[at:])  # a decode error closes the socket
-                self._event_now(eio_sid, NAMESPACE, int(data[1:at]) if at > 1 else None, args)
+                ack_id = int(data[1:at]) if at > 1 else None
+                pending = self._event_now(eio_sid, NAMESPACE, ack_id, args)
+                if pending is not None:
+                    await pending.wait()
                 return
         await super()._handle_eio_message(eio_sid, data)
 
     async def _handle_event(
         self, eio_sid: str, namespace: str | None, id: int | None, data: Any
     ) -> None:
-        self._event_now(eio_sid, namespace, id, data)
+        pending = self._event_now(eio_sid, namespace, id, data)
+        if pending is not None:
+            await pending.wait()
 
-    def _event_now(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+    def _ack(self, sid: str, id: int, value: Any) -> None:
+        self._queue(sid, f"3{id}" + self._dumps([value]))
+
+    def _event_now(
+        self, eio_sid: str, namespace: str | None, id: int | None, data: Any
+    ) -> Deferred | None:
+        """Run one event; a :class:`Deferred` when its ack waits for the shared store.
+
+        The caller awaits that before reading the socket's next message, so one
+        socket's requests still run in order; the ack itself is queued the moment
+        it is known (``Deferred.then``), in order with the relays of its op.
+        """
         namespace = namespace or NAMESPACE
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if sid is None or not self.manager.is_connected(sid, namespace):
-            return
+            return None
         if namespace != NAMESPACE:
-            return
+            return None
         if isinstance(data, list) and data and isinstance(data[0], str):
             event, args = data[0], data[1:]
         elif isinstance(data, list) and data and isinstance(data[0], int | float | None):
@@ -206,5 +226,10 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         else:
             event, args = "", []
         ack = self._dispatch(sid, event, args)
+        if isinstance(ack, Deferred):  # the hub shares its rooms through Redis
+            if id is not None:
+                ack.then(lambda value: self._ack(sid, id, value))
+            return ack
         if id is not None:
             self._queue(sid, f"3{id}" + self._dumps([ack]))
+        return None

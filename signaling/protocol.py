@@ -53,6 +53,7 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     UNKNOWN_EVENT = "unknown_event"
     STALE = "stale"
+    UNAVAILABLE = "unavailable"  # v1.1, with --redis: the shared store cannot be reached
 
 
 class HangupReason(StrEnum):

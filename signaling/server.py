@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import socketio
 from aiohttp import web
@@ -44,11 +44,14 @@ from .sessions import (
     Connected,
     Emit,
     Sessions,
+    new_session_token,
     parse_request_seq,
     parse_resume,
     resume_message,
 )
+from .shared import SharedStore
 from .stock import StockServer
+from .transport import Deferred
 from .turn import ice_servers
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,10 @@ PAGE_SUFFIXES = (".js", ".css")  # what the page loads from static/; nothing els
 REQUEST_ENVIRON_KEY = "aiohttp.request"
 
 Handler = Callable[[str, dict[str, Any]], Outcome]
+UNAVAILABLE_MESSAGE = (
+    "the hub cannot reach its Redis (--redis) right now, so it cannot take requests; "
+    "nothing was changed, try again in a moment"
+)
 
 
 class Hub:
@@ -85,7 +92,15 @@ class Hub:
             ),
             self.budget,
         )
-        self.sessions = Sessions(self.rooms, config.resume_grace)
+        self.hub_id = secrets.token_hex(4)  # names this process in the shared op stream
+        self._fresh: str | None = None  # the new-session token an op carries (see _new_token)
+        self.sessions = Sessions(self.rooms, config.resume_grace, self._new_token)
+        # every attached socket of the hub group -> the hub that holds it: with --redis a
+        # dead hub's sockets are known to the others
+        self.socket_hub: dict[str, str] = {}
+        self.store = SharedStore(self, config.redis, config.redis_prefix) if config.redis else None
+        self._origin = True  # False while applying another hub's op: its lines are its own
+        self._now = clock()  # the time of the op being applied
         self._connecting: dict[str, Connected] = {}  # sid -> its session, until welcome
         self._kicks: set[asyncio.Task[None]] = set()
         self.closing = False  # shutting down: sessions go into grace, nobody is told
@@ -128,7 +143,7 @@ class Hub:
                 held_bytes=lambda: self.budget.total,
             )
         )
-        self.sio.on("connect", self.on_connect)
+        self.sio.on("connect", self.on_connect if self.store is None else self.on_connect_shared)
         self.sio.on("disconnect", self.on_disconnect)
         self._handlers: dict[str, Handler] = {
             Event.OFFER: self._offer,
@@ -150,19 +165,70 @@ class Hub:
         """
         address = client_address(environ)
         try:
-            return self._connect(sid, address, auth)
+            token, last_seq, name = self._check_connect(sid, address, auth)
+            try:
+                connected = self._apply_connect(
+                    sid, self.hub_id, address, token, last_seq, name, self.clock()
+                )
+            except ValueError as exc:
+                raise socketio.exceptions.ConnectionRefusedError("invalid", str(exc)) from None
+            self._log_connected(sid, connected, last_seq, name)
+            return True
         except socketio.exceptions.ConnectionRefusedError as exc:
             self.metrics.refusals.labels(str(exc.error_args.get("message"))).inc()
             raise
         except Exception as exc:
-            self._connecting.pop(sid, None)
-            log.info("sid=%s connect refused: unreadable auth (%s)", sid, type(exc).__name__)
-            self.metrics.refusals.labels(ErrorCode.INVALID.value).inc()
-            raise _refused(
-                ErrorCode.INVALID, "the connect auth could not be read; send {name?, token?}"
-            ) from None
+            self._unreadable_auth(sid, exc)
 
-    def _connect(self, sid: str, address: str, auth: Any) -> bool:
+    async def on_connect_shared(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        """:meth:`on_connect` with ``--redis``: the session comes from the shared op stream."""
+        assert self.store is not None
+        address = client_address(environ)
+        try:
+            token, last_seq, name = self._check_connect(sid, address, auth)
+            if not self.store.available:
+                raise _refused(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE)
+            op = {
+                "kind": "connect",
+                "sid": sid,
+                "address": address,
+                "token": token,
+                "lastSeq": last_seq,
+                "name": name,
+                "fresh": new_session_token(),
+            }
+            result = await self.store.submit(op).wait()
+            if result is None:
+                raise _refused(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE)
+            if isinstance(result, str):
+                raise socketio.exceptions.ConnectionRefusedError("invalid", result)
+            self._log_connected(sid, result, last_seq, name)
+            return True
+        except socketio.exceptions.ConnectionRefusedError as exc:
+            self.metrics.refusals.labels(str(exc.error_args.get("message"))).inc()
+            raise
+        except Exception as exc:
+            self._unreadable_auth(sid, exc)
+
+    def _unreadable_auth(self, sid: str, exc: Exception) -> NoReturn:
+        self._connecting.pop(sid, None)
+        log.info("sid=%s connect refused: unreadable auth (%s)", sid, type(exc).__name__)
+        self.metrics.refusals.labels(ErrorCode.INVALID.value).inc()
+        raise _refused(
+            ErrorCode.INVALID, "the connect auth could not be read; send {name?, token?}"
+        ) from None
+
+    def _new_token(self) -> str:
+        """A new session's token: the one its op carries (every hub opens the same
+        session), or a fresh one."""
+        fresh, self._fresh = self._fresh, None
+        return fresh if fresh is not None else new_session_token()
+
+    def _check_connect(
+        self, sid: str, address: str, auth: Any
+    ) -> tuple[str | None, int, str | None]:
+        """This hub's own checks of a connect (token, throttle, auth shape): the resume
+        token, lastSeq and name, or a refusal."""
         if auth is not None and not isinstance(auth, dict):
             raise socketio.exceptions.ConnectionRefusedError(
                 "invalid",
@@ -199,12 +265,44 @@ class Hub:
             )
         try:
             token, last_seq = parse_resume(auth)
-            connected = self.sessions.connect(sid, token, last_seq, name, self.clock())
         except ValueError as exc:
             raise socketio.exceptions.ConnectionRefusedError("invalid", str(exc)) from None
-        self._connecting[sid] = connected
+        return token, last_seq, name
+
+    def _apply_connect(
+        self,
+        sid: str,
+        hub: str,
+        address: str,
+        token: str | None,
+        last_seq: int,
+        name: str | None,
+        now: float,
+        fresh: str | None = None,
+    ) -> Connected:
+        """Attach ``sid`` (held by ``hub``) to its session; raises ``ValueError`` (a
+        sentence, nothing changed). Every hub of a group applies every connect."""
+        self._fresh = fresh
+        try:
+            connected = self.sessions.connect(sid, token, last_seq, name, now)
+        finally:
+            self._fresh = None
+        self.socket_hub[sid] = hub
+        self.budget.register(connected.session.key, address)
+        if hub == self.hub_id:
+            self._connecting[sid] = connected  # its replay waits for the welcome
+        kicked = connected.kicked
+        if kicked is not None and self.socket_hub.pop(kicked, None) == self.hub_id:
+            task = asyncio.ensure_future(self._kick(kicked))
+            self._kicks.add(task)
+            task.add_done_callback(self._kicks.discard)
+        self.emit(connected.others)  # peer_back, or the hangups of a gap: to other parties
+        return connected
+
+    def _log_connected(
+        self, sid: str, connected: Connected, last_seq: int, name: str | None
+    ) -> None:
         key = connected.session.key
-        self.budget.register(key, address)
         if connected.resumed:
             log.info(
                 "sid=%s session=%s resumed from seq %d: %d events to replay%s",
@@ -224,7 +322,6 @@ class Hub:
             )
         else:
             log.debug("sid=%s session=%s connected name=%s", sid, key, name)
-        return True
 
     def on_shed(self, eio_sid: str, reason: str) -> None:
         """A socket closed for breaking a limit (engine.py calls this)."""
@@ -267,12 +364,8 @@ class Hub:
                 connected.resume_error, connected.ended, self.config.resume_grace
             )
         self.sio.send_now(sid, Event.WELCOME, welcome)
+        # what it missed, and what reached its session since (see emit): in seq order
         self.emit(connected.replay)
-        self.emit(connected.others)
-        if connected.kicked is not None:
-            task = asyncio.ensure_future(self._kick(connected.kicked))
-            self._kicks.add(task)
-            task.add_done_callback(self._kicks.discard)
 
     async def cancel_kicks(self) -> None:
         """Cancel and await the disconnects of taken-over sockets still under way."""
@@ -300,23 +393,31 @@ class Hub:
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
         """A socket closed: its session leaves (client's own close) or goes into grace."""
         self._connecting.pop(sid, None)
-        session = self.sessions.of_socket(sid)
         leaving = self.sio.is_client_disconnect(reason) and not self.closing
-        emits = self.sessions.disconnect(sid, self.clock(), leaving=leaving)
+        if self.store is not None:
+            # written even while Redis is away: the store retries until it is back
+            self.store.post({"kind": "disconnect", "sid": sid, "leaving": leaving})
+            return
+        self._apply_disconnect(sid, self.clock(), leaving, reason)
+
+    def _apply_disconnect(self, sid: str, now: float, leaving: bool, reason: Any = None) -> None:
+        session = self.sessions.of_socket(sid)
+        emits = self.sessions.disconnect(sid, now, leaving=leaving)
+        self.socket_hub.pop(sid, None)
         if session is not None:
             self.budget.forget(session.key)  # its held data stays charged until released
-        if session is not None and session.away:
+        if session is not None and session.away and self._origin:
             log.info(
                 "sid=%s session=%s away (%s), grace %ss",
                 sid,
                 session.key,
-                reason,
+                reason or "its hub is gone",
                 self.config.resume_grace,
             )
         if self.closing:
             return  # every socket is closing: nobody to tell
         for emit in emits:
-            log.info(
+            self._note(
                 "room=%s sid=%s %s -> telling sid=%s",
                 emit.payload.get("room"),
                 sid,
@@ -326,19 +427,48 @@ class Hub:
         self.emit(emits)
 
     def emit(self, emits: list[Emit]) -> None:
+        """Send each event to its socket, if this hub holds it (with --redis every hub
+        applies every op, and each sends to its own sockets)."""
+        connecting = self._connecting
         for emit in emits:
-            if not self.sio.send_now(emit.to, emit.event, emit.payload):
+            if connecting and emit.to in connecting:
+                # its CONNECT is not sent yet: the event follows the welcome, in order
+                connecting[emit.to].replay.append(emit)
+            elif not self.sio.send_now(emit.to, emit.event, emit.payload):
                 log.debug(
                     "sid=%s gone before %s could reach it; kept for its resume", emit.to, emit.event
                 )
 
     # -- events -----------------------------------------------------------
 
-    def dispatch(self, sid: str, event: str, args: list[Any]) -> dict[str, Any]:
-        """Run one event to completion; return its ack value."""
-        started = time.perf_counter()
+    def dispatch(self, sid: str, event: str, args: list[Any]) -> dict[str, Any] | Deferred:
+        """Run one event to completion; return its ack value.
+
+        With ``--redis``, a :class:`~signaling.transport.Deferred` ack: the event
+        becomes an op on the shared stream and runs when it comes back, on every hub.
+        """
+        if self.store is not None:
+            op: dict[str, Any] = {"kind": "request", "sid": sid, "event": event, "args": args}
+            if event == Event.BYE:
+                op["fresh"] = new_session_token()
+            return self.store.submit(op)
+        return self._apply_request(sid, event, args, self.clock(), time.perf_counter())
+
+    def _apply_request(
+        self,
+        sid: str,
+        event: str,
+        args: list[Any],
+        now: float,
+        started: float,
+        fresh: str | None = None,
+    ) -> dict[str, Any]:
+        """Run one request on this hub's copy of the state; send its relays; the ack."""
+        self._now = now
+        self._fresh = fresh
         handler = self._handlers.get(event)
-        self.metrics.count_event(event if handler is not None else "unknown")
+        if self._origin:
+            self.metrics.count_event(event if handler is not None else "unknown")
         try:
             if handler is None:
                 raise SignalingError(
@@ -352,17 +482,22 @@ class Hub:
                 return self._bye(sid, payload).ack
             ack, emits = self.sessions.request(sid, seq, lambda s: handler(s.key, payload))
         except SignalingError as exc:
-            log.info("sid=%s %s refused: %s %s", sid, event[:40], exc.code.value, exc.message)
-            self.metrics.refusals.labels(exc.code.value).inc()
-            return exc.to_ack()
-        if ack.get("ok") is False:
+            ack, emits = exc.to_ack(), []
+        finally:
+            self._fresh = None
+        if self._origin and ack.get("ok") is False:
             error = ack["error"]
             log.info("sid=%s %s refused: %s %s", sid, event[:40], error["code"], error["message"])
             self.metrics.refusals.labels(str(error["code"])).inc()
         self.emit(emits)
-        if emits:
+        if emits and self._origin:
             self.metrics.observe_relays(len(emits), time.perf_counter() - started)
         return ack
+
+    def _note(self, message: str, *args: object) -> None:
+        """An info line about a request, logged by the hub that took it only."""
+        if self._origin:
+            log.info(message, *args)
 
     def _warn_held_cap(self, flag: str, address: str) -> None:
         """One warning line per cap every interval: a full hub refuses callers."""
@@ -384,15 +519,14 @@ class Hub:
             raise SignalingError(
                 ErrorCode.INVALID, f"offer: private must be true or false, got {private!r:.40}"
             )
-        outcome = self.rooms.offer(sid, room, description, self.clock(), listed=not private)
-
-        log.info("room=%s session=%s offer held=%s", room, sid, outcome.ack["held"])
+        outcome = self.rooms.offer(sid, room, description, self._now, listed=not private)
+        self._note("room=%s session=%s offer held=%s", room, sid, outcome.ack["held"])
         return outcome
 
     def _join(self, sid: str, payload: dict[str, Any]) -> Outcome:
         room = parse_room(payload, "join")
-        outcome = self.rooms.join(sid, room, self.clock())
-        log.info(
+        outcome = self.rooms.join(sid, room, self._now)
+        self._note(
             "room=%s session=%s joined offer=%s held_candidates=%d",
             room,
             sid,
@@ -405,7 +539,7 @@ class Hub:
         room = parse_room(payload, "answer")
         description = parse_description(payload, "answer", "answer", self.config.max_sdp_bytes)
         outcome = self.rooms.answer(sid, room, description)
-        log.info("room=%s session=%s answered", room, sid)
+        self._note("room=%s session=%s answered", room, sid)
         return outcome
 
     def _candidate(self, sid: str, payload: dict[str, Any]) -> Outcome:
@@ -415,14 +549,14 @@ class Hub:
     def _hangup(self, sid: str, payload: dict[str, Any]) -> Outcome:
         room = parse_room(payload, "hangup")
         outcome = self.rooms.hangup(sid, room)
-        log.info("room=%s session=%s hung up", room, sid)
+        self._note("room=%s session=%s hung up", room, sid)
         return outcome
 
     def _bye(self, sid: str, payload: dict[str, Any]) -> Outcome:
         """End the socket's session now; the connection goes on with a fresh session."""
         old = self.sessions.of_socket(sid)
         session, emits = self.sessions.bye(sid, self.rooms.name_of(old.key) if old else None)
-        log.info(
+        self._note(
             "sid=%s session=%s bye -> new session=%s", sid, old.key if old else None, session.key
         )
         self.emit(emits)
@@ -438,16 +572,92 @@ class Hub:
             self.lobby_watchers.add(sid)
         elif watch is False:
             self.lobby_watchers.discard(sid)
-        return Outcome(ok(rooms=self.rooms.lobby(self.clock())))
+        return Outcome(ok(rooms=self.rooms.lobby(self._now)))
+
+    # -- the shared op stream (--redis) ------------------------------------
+
+    def apply(self, op: dict[str, Any]) -> Any:
+        """Apply one op of the group's stream to this hub's copy of the state.
+
+        Every hub applies every op in stream order, so every copy is the same; each
+        hub sends only to the sockets it holds. Returns what the op's own hub waits
+        for: an ack, a :class:`~signaling.sessions.Connected` or a refusal sentence.
+        Ops are this hub's own JSON (signaling/shared.py writes them).
+        """
+        self._origin = op["hub"] == self.hub_id
+        now = op["now"]
+        try:
+            kind = op["kind"]
+            if kind == "request":
+                return self._apply_request(
+                    op["sid"], op["event"], op["args"], now, op["started"], op.get("fresh")
+                )
+            if kind == "connect":
+                try:
+                    return self._apply_connect(
+                        op["sid"],
+                        op["hub"],
+                        op["address"],
+                        op["token"],
+                        op["lastSeq"],
+                        op["name"],
+                        now,
+                        op["fresh"],
+                    )
+                except ValueError as exc:
+                    return str(exc)
+            if kind == "disconnect":
+                self._apply_disconnect(op["sid"], now, op["leaving"])
+            elif kind == "expire":
+                self._apply_expire(now)
+            elif kind == "hub_down":
+                self._apply_hub_down(op["dead"], now)
+            return None
+        finally:
+            self._origin = True
+
+    def _apply_hub_down(self, dead: str, now: float) -> None:
+        """A hub stopped beating: its sockets are gone, their sessions go into grace."""
+        sids = [sid for sid, hub in self.socket_hub.items() if hub == dead]
+        if self._origin or dead == self.hub_id:
+            log.warning("hub %s is gone: %d of its sockets' sessions into grace", dead, len(sids))
+        for sid in sids:
+            self._apply_disconnect(sid, now, leaving=False)
+        if dead == self.hub_id:
+            # the group took this hub for dead (it was cut off from Redis too long):
+            # its sockets no longer have sessions here; they reconnect and resume
+            self.sio.abort_all()
+
+    def unavailable(self, op: dict[str, Any]) -> Any:
+        """What an op that could not reach Redis resolves to for its waiter."""
+        if op["kind"] == "request":
+            self.metrics.refusals.labels(ErrorCode.UNAVAILABLE.value).inc()
+            return SignalingError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE).to_ack()
+        return None
+
+    def shared_state(self) -> tuple[Any, ...]:
+        """What a snapshot of the group's state holds (signaling/snapshot.py)."""
+        return (self.budget, self.rooms, self.sessions, self.socket_hub, self.lobby_watchers)
+
+    def load_shared_state(self, state: tuple[Any, ...]) -> None:
+        self.budget, self.rooms, self.sessions, self.socket_hub, self.lobby_watchers = state
+        self.budget.on_refused = self._warn_held_cap
+        self.sessions.set_new_token(self._new_token)
+        self._lobby_sent = -1
 
     # -- background work --------------------------------------------------
 
     def sweep(self) -> None:
         """Expire lonely rooms, close stalled senders, push the lobby when it changed."""
         self.sio.shed_stuck_senders(time.monotonic(), self.config.send_timeout)
-        emits = self.sessions.expire(self.clock())
+        if self.store is None:  # with --redis, the group's leader writes expire ops
+            self._apply_expire(self.clock())
+        self.push_lobby()
+
+    def _apply_expire(self, now: float) -> None:
+        emits = self.sessions.expire(now)
         for emit in emits:
-            log.info(
+            self._note(
                 "room=%s %s %s -> sid=%s",
                 emit.payload.get("room"),
                 emit.event,
@@ -455,7 +665,6 @@ class Hub:
                 emit.to,
             )
         self.emit(emits)
-        self.push_lobby()
 
     def push_lobby(self) -> None:
         """Send the lobby to watchers when it changed; never stack pushes on a slow reader.
@@ -504,19 +713,28 @@ class Hub:
 
     def health(self) -> dict[str, Any]:
         lobby = self.rooms.lobby(self.clock())
+        if self.closing:
+            status = "draining"
+        elif self.store is not None and not self.store.available:
+            status = "unavailable"
+        else:
+            status = "ok"
         return {
-            "status": "ok",
+            "status": status,
             "rooms": len(self.rooms),
             "heldOffers": len(lobby),
             "sockets": self.sessions.socket_count,
             "sessions": len(self.sessions),
             "awaySessions": self.sessions.away_count,
             "uptimeSeconds": round(self.clock() - self.started, 3),
+            **({"hub": self.hub_id} if self.store is not None else {}),
         }
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB_KEY]
+    if hub.store is not None:
+        await hub.store.start()  # StoreError: the hub does not start
     interval = min(hub.config.lobby_interval, hub.config.sweep_interval, hub.config.offer_ttl / 4)
 
     async def loop() -> None:
@@ -537,7 +755,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _shutdown(app: web.Application) -> None:
-    await app[HUB_KEY].shutdown()
+    hub = app[HUB_KEY]
+    await hub.shutdown()
+    if hub.store is not None:
+        await hub.store.stop()  # after the sockets' disconnects are queued: they go out
     # what the transport closed but its client kept open (the stock transport can
     # only send Engine.IO's CLOSE, which a WebSocket client may ignore) ends here,
     # instead of waiting out aiohttp's shutdown timeout
@@ -554,7 +775,10 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response(request.app[HUB_KEY].health())
+    """200 while the hub takes calls; 503 while it drains or cannot reach its Redis, so a
+    load balancer's health check takes it out of rotation."""
+    health = request.app[HUB_KEY].health()
+    return web.json_response(health, status=200 if health["status"] == "ok" else 503)
 
 
 def _file_route(path: Path, missing: str, content_type: str | None = None) -> Any:
@@ -672,7 +896,7 @@ def create_app(config: Config | None = None) -> web.Application:
     Serve it with :func:`make_runner` so the per-address connection cap applies.
     """
     config = config or Config()
-    hub = Hub(config)
+    hub = Hub(config, time.time if config.redis else time.monotonic)
     guard = ConnectionGuard(
         config.max_connections_per_address,
         on_shed=hub.metrics.closed.labels("connections_per_address").inc,

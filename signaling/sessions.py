@@ -84,6 +84,11 @@ def resume_message(error: ResumeError, ended: Ended | None, grace: float) -> str
     return f"{why}; you are connected as a new session, in no room"
 
 
+def new_session_token() -> str:
+    """A session's secret: :data:`TOKEN_BYTES` random bytes, URL-safe."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
 def session_key(token: str) -> str:
     """The loggable id of a session: a digest prefix, not the token itself."""
     return hashlib.sha256(token.encode()).hexdigest()[:12]
@@ -135,7 +140,7 @@ class Sessions:
         self,
         rooms: Rooms,
         grace: float,
-        new_token: Callable[[], str] = lambda: secrets.token_urlsafe(TOKEN_BYTES),
+        new_token: Callable[[], str] = new_session_token,
     ) -> None:
         self.rooms = rooms
         self.grace = grace
@@ -148,6 +153,15 @@ class Sessions:
         limits = rooms.limits
         self.queue_limit = limits.max_candidates
         self.log_limit = limits.max_rooms_per_socket * (limits.max_candidates + RESERVE_EVENTS)
+
+    def set_new_token(self, new_token: Callable[[], str]) -> None:
+        self._new_token = new_token
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A snapshot holds the state, not the token source (a hub's own method)."""
+        state = dict(self.__dict__)
+        state["_new_token"] = None
+        return state
 
     # -- sockets -----------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import json
 import logging
 import time
@@ -27,11 +28,11 @@ from typing import Any
 import socketio
 
 from .guards import RateLimitedWarning
-from .transport import NAMESPACE, OneSidEmit, allow_packets_per_poll, check_handler
+from .transport import NAMESPACE, Deferred, OneSidEmit, allow_packets_per_poll, check_handler
 
 log = logging.getLogger(__name__)
 
-Dispatch = Callable[[str, str, list[Any]], dict[str, Any]]
+Dispatch = Callable[[str, str, list[Any]], "dict[str, Any] | Deferred"]
 OnShed = Callable[[str, str], None]
 
 SHED_CLOSE_TIMEOUT = 5.0  # seconds a shed socket's close may wait for its send queue
@@ -98,6 +99,8 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
                     return await self._on_event("connect", sid, *args)
                 try:
                     admitted = handler(sid, *args)
+                    if inspect.isawaitable(admitted):  # with --redis: the store decides
+                        admitted = await admitted
                 except socketio.exceptions.ConnectionRefusedError:
                     self._close_refused(sid)
                     raise
@@ -162,6 +165,11 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
         if not isinstance(event, str):
             event = repr(event)[:40]  # not a name: shown in the refusal as sent
         ack = self.dispatch(sid, event, list(args))
+        if isinstance(ack, Deferred):
+            # with --redis: python-socketio sends the returned ack itself, so on this
+            # transport it may follow events its op's successors relayed
+            value: dict[str, Any] = await ack.wait()
+            ack = value
         await self._all_sent()
         return ack
 
@@ -283,6 +291,15 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
             if eio_sid is not None:
                 self._close_soon(eio_sid, max(0.0, deadline - loop.time()))
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def abort_all(self) -> None:
+        """Close every socket now (Engine.IO CLOSE): their clients reconnect and resume."""
+        sids = list(self.connected)
+        self.connected.clear()
+        for sid in sids:
+            eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
+            if eio_sid is not None:
+                self._close_soon(eio_sid, SHED_CLOSE_TIMEOUT)
 
     async def shutdown(self) -> None:
         """Stop the sender task, then python-socketio's own shutdown."""

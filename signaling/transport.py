@@ -7,8 +7,10 @@ module lets start-up notice that before the first client does.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from engineio import payload as eio_payload
@@ -153,3 +155,40 @@ class OneSidEmit:
         """
         server = type(self).__name__
         self.send_now(emit_target(server, to, room, skip_sid, namespace, callback), event, data)
+
+
+class Deferred:
+    """An ack (or connect result) the hub has not produced yet.
+
+    With ``--redis`` a request runs once its op comes back from the shared op
+    stream. ``then(fn)`` has ``fn(value)`` run synchronously the moment the value
+    is known, in the same loop turn as the relays that op produced, so the ack
+    leaves in order with them; ``wait()`` lets the socket's read loop hold its
+    next message until then, which keeps one socket's requests in order.
+    """
+
+    __slots__ = ("_done", "_then")
+
+    def __init__(self) -> None:
+        self._done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._then: Callable[[Any], None] | None = None
+
+    def then(self, fn: Callable[[Any], None]) -> None:
+        if self._done.done():
+            fn(self._done.result())
+        else:
+            self._then = fn
+
+    def resolve(self, value: Any) -> None:
+        if self._done.done():
+            return
+        if self._then is not None:
+            self._then(value)
+        self._done.set_result(value)
+
+    @property
+    def done(self) -> bool:
+        return self._done.done()
+
+    async def wait(self) -> Any:
+        return await self._done

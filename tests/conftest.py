@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from signaling import Config, Hub, create_app
 from signaling.server import HUB_KEY, make_runner
+from tests.shared_hubs import RedisServer, RoundRobin, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -29,7 +31,15 @@ class RunningHub:
     config: Config
 
 
-async def start_hub(config: Config) -> tuple[RunningHub, web.AppRunner]:
+async def start_hub(config: Config) -> tuple[RunningHub, web.AppRunner | HubGroup]:
+    """Start a hub on a free port; with ``config.redis``, a group of two behind a
+    round-robin front (see :func:`start_group`). Stop it with ``.cleanup()``."""
+    if config.redis is not None:
+        return await start_group(config)
+    return await _start_one(config)
+
+
+async def _start_one(config: Config) -> tuple[RunningHub, web.AppRunner]:
     app = create_app(replace(config, port=0))
     runner = make_runner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
@@ -37,6 +47,37 @@ async def start_hub(config: Config) -> tuple[RunningHub, web.AppRunner]:
     await site.start()
     port = runner.addresses[0][1]
     return RunningHub(f"http://127.0.0.1:{port}", app[HUB_KEY], config), runner
+
+
+@dataclass
+class HubGroup:
+    """Hubs sharing one Redis, and the front that spreads connections over them."""
+
+    hubs: list[RunningHub]
+    runners: list[web.AppRunner]
+    front: RoundRobin
+
+    async def cleanup(self) -> None:
+        await self.front.stop()
+        for runner in self.runners:
+            await runner.cleanup()
+
+
+async def start_group(config: Config, count: int = 2) -> tuple[RunningHub, HubGroup]:
+    """``count`` hubs on ``config.redis`` behind a round-robin front; ``.hub`` is the first.
+
+    Each group gets its own key prefix, so groups of different tests never meet.
+    """
+    config = replace(config, redis_prefix=f"t{uuid.uuid4().hex[:12]}")
+    hubs: list[RunningHub] = []
+    runners: list[web.AppRunner] = []
+    for _ in range(count):
+        running, runner = await _start_one(config)
+        hubs.append(running)
+        runners.append(runner)
+    front = await RoundRobin([int(h.url.rsplit(":", 1)[1]) for h in hubs]).start()
+    group = HubGroup(hubs, runners, front)
+    return RunningHub(f"http://127.0.0.1:{front.port}", hubs[0].hub, config), group
 
 
 # The hub's contract suites: every test in them that starts a hub runs once per
@@ -56,7 +97,8 @@ CONTRACT_SUITES = {
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     if module in CONTRACT_SUITES and "transport" in metafunc.fixturenames:
-        metafunc.parametrize("transport", ["lean", "stock"])
+        # "redis": two hubs on one redis-server, each new connection to the other hub
+        metafunc.parametrize("transport", ["lean", "stock", "redis"])
 
 
 @pytest.fixture
@@ -65,18 +107,36 @@ def transport() -> str:
     return "auto"
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def hub_config(transport: str) -> Config:
+def hub_config(transport: str, request: pytest.FixtureRequest) -> Config:
     """Override in a test module to start the hub with other settings.
 
     A short drain: tests leave clients that never read, and shutdown waits for them.
+    ``redis``: a lean hub group on the session's redis-server (:func:`start_group`).
     """
+    if transport == "redis":
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        return Config(port=0, drain_timeout=0.5, transport="lean", redis=redis.url)
     return Config(port=0, drain_timeout=0.5, transport=transport)
 
 
 @pytest.fixture
-async def hub(hub_config: Config, transport: str) -> AsyncIterator[RunningHub]:
-    if transport != "auto":  # a module's own hub_config does not name one
+async def hub(
+    hub_config: Config, transport: str, request: pytest.FixtureRequest
+) -> AsyncIterator[RunningHub]:
+    if transport == "redis":
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        hub_config = replace(hub_config, transport="lean", redis=redis.url)
+    elif transport != "auto":  # a module's own hub_config does not name one
         hub_config = replace(hub_config, transport=transport)
     running, runner = await start_hub(hub_config)
     try:
