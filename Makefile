@@ -38,15 +38,16 @@ $(FIREFOX_DRIVER)/node_modules/.package-lock.json: $(FIREFOX_DRIVER)/package.jso
 run: setup
 	$(PY) -m signaling --host $(HOST) --port $(PORT)
 
-# Installs the Debian packages the tests drive (browsers, X server, coturn, OpenCV's libGL,
-# ip and iptables for the network-namespace tests, GStreamer's webrtcbin for the system
-# python3) when they are missing and we are root; otherwise the tests say what to install.
+# Installs the Debian packages the tests drive (browsers, X server, coturn, redis-server,
+# OpenCV's libGL, ip and iptables for the network-namespace tests, GStreamer's webrtcbin
+# for the system python3) when they are missing and we are root; otherwise the tests say what to install.
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v firefox-esr >/dev/null || missing="$$missing firefox-esr"; \
 	command -v Xvfb >/dev/null || missing="$$missing xvfb xauth"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
 	ldconfig -p | grep -q libGL.so.1 || missing="$$missing libgl1 libglib2.0-0"; \
