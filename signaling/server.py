@@ -396,7 +396,8 @@ class Hub:
         leaving = self.sio.is_client_disconnect(reason) and not self.closing
         if self.store is not None:
             # written even while Redis is away: the store retries until it is back
-            self.store.post({"kind": "disconnect", "sid": sid, "leaving": leaving})
+            op = {"kind": "disconnect", "sid": sid, "leaving": leaving, "reason": str(reason)}
+            self.store.post(op)
             return
         self._apply_disconnect(sid, self.clock(), leaving, reason)
 
@@ -607,7 +608,7 @@ class Hub:
                 except ValueError as exc:
                     return str(exc)
             if kind == "disconnect":
-                self._apply_disconnect(op["sid"], now, op["leaving"])
+                self._apply_disconnect(op["sid"], now, op["leaving"], op.get("reason"))
             elif kind == "expire":
                 self._apply_expire(now)
             elif kind == "hub_down":
