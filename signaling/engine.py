@@ -178,6 +178,13 @@ class LeanEngineServer(engineio.AsyncServer):
         except asyncio.IncompleteReadError:
             return _refuse(400, "the body ended before its Content-Length")
         try:
+            # python-engineio decodes the body itself and, when that fails, logs its own
+            # traceback, answers 200 and keeps the socket: a malformed packet here instead
+            request[BODY_KEY].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.malformed(request.query.get("sid", ""), exc)
+            return _refuse(400, "malformed Engine.IO payload: the body is not UTF-8")
+        try:
             return await self._stock_request(request)
         except Exception as exc:  # an undecodable payload: python-engineio lets it escape
             sid = request.query.get("sid", "")

@@ -463,6 +463,25 @@ async def test_chunked_polling_post_is_a_clear_4xx(hub: RunningHub) -> None:
     assert b"Content-Length" in reply.split(b"\r\n\r\n", 1)[1]
 
 
+async def test_polling_post_that_is_not_utf8_closes_its_socket_without_a_traceback(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """python-engineio decodes a polling body itself, and logs its own traceback when that
+    fails (then answers 200 and keeps the socket): the hub must treat it as malformed."""
+    caplog.set_level(logging.INFO)
+    port = int(hub.url.rsplit(":", 1)[1])
+    sid = await _polling_session(port)
+    reply = await _post(port, sid, [b"40"], b"Content-Length: 2\r\n")
+    assert reply.startswith(b"HTTP/1.1 200"), reply
+    body = b'\xff\xfe42["rooms",{}]'
+    reply = await _post(port, sid, [body], f"Content-Length: {len(body)}\r\n".encode())
+    assert reply.startswith(b"HTTP/1.1 400"), reply
+    assert b"malformed" in reply.split(b"\r\n\r\n", 1)[1], reply
+    await _until(lambda: sid not in hub.hub.sio.eio.sockets)
+    _no_tracebacks(caplog)
+    assert [r for r in caplog.records if "malformed packet" in r.getMessage()]
+
+
 # -- 10: ping settings reach Engine.IO -----------------------------------------------------
 
 
