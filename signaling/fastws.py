@@ -107,6 +107,8 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
                     break
                 server.malformed(sid, exc)
                 break
+            if socket.closed:
+                break  # the client's Engine.IO CLOSE: nothing would end this connection
     finally:
         await socket.queue.put(None)  # unlock the writer so it can exit
         await writer

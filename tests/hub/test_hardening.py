@@ -388,6 +388,18 @@ async def test_shed_connection_is_told_which_limit_without_a_traceback(
     _no_tracebacks(caplog)
 
 
+async def test_engineio_close_from_the_client_ends_its_connection(hub: RunningHub) -> None:
+    """An Engine.IO CLOSE (``1``) ends the socket; its WebSocket must not stay open after
+    it, with no ping and no timeout left to end it (a connection held for ever)."""
+    async with aiohttp.ClientSession() as session:
+        ws = await _open(session, hub.url)
+        await ws.send_str("40")
+        await _until(lambda: hub.hub.sessions.socket_count == 1)
+        await ws.send_str("1")
+        await _closed(ws)
+        assert hub.hub.sessions.socket_count == 0
+
+
 # -- 8: long-polling POST bodies -----------------------------------------------------------
 
 
