@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 # matched with ``fullmatch``: ``$`` alone would also accept a trailing newline
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_MAX_CHARS = 64
+BAD_NAME_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn"})
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+MAX_LOBBY_ROOMS = 100  # rooms one lobby reply or push lists (oldest first); "more" counts the rest
 DEFAULT_MAX_SDP_BYTES = 65536
 MAX_CANDIDATE_BYTES = 1024
 MAX_FIELD_CHARS = 256  # sdpMid, usernameFragment
@@ -216,11 +220,19 @@ def parse_candidate(payload: dict[str, Any]) -> Candidate | None:
 
 
 def parse_name(auth: Any) -> str | None:
-    """The display name from the connect ``auth`` object, if valid."""
+    """The display name from the connect ``auth`` object, if valid: 1-64 characters with
+    no control, surrogate, private-use, unassigned or bidi-override/isolate character
+    (Unicode categories Cc, Cs, Co, Cn; U+202A-U+202E, U+2066-U+2069), which could
+    spoof what the lobby shows or break its JSON."""
     if not isinstance(auth, dict):
         return None
     name = auth.get("name")
-    if isinstance(name, str) and 1 <= len(name) <= NAME_MAX_CHARS:
+    if (
+        isinstance(name, str)
+        and 1 <= len(name) <= NAME_MAX_CHARS
+        and not any(unicodedata.category(c) in BAD_NAME_CATEGORIES for c in name)
+        and not BIDI_CONTROLS.search(name)
+    ):
         return name
     return None
 

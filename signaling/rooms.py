@@ -240,6 +240,11 @@ class Rooms:
             if room.offer is not None and room.answerer is None and room.listed
         ]
 
+    @property
+    def held_count(self) -> int:
+        """Rooms holding an offer for an answerer, private ones included."""
+        return sum(1 for r in self._rooms.values() if r.offer is not None and r.answerer is None)
+
     def expire(self, now: float) -> list[Send]:
         """End rooms that have had a single party for longer than the TTL."""
         deadline = now - self.limits.offer_ttl

@@ -29,6 +29,7 @@ from .guards import RateLimitedWarning, TokenThrottle
 from .metrics import Gauges, HubMetrics
 from .ordered import OrderedServer
 from .protocol import (
+    MAX_LOBBY_ROOMS,
     ErrorCode,
     Event,
     SignalingError,
@@ -139,7 +140,7 @@ class Hub:
             Gauges(
                 sockets=lambda: self.sessions.socket_count,
                 rooms=lambda: len(self.rooms),
-                held_offers=lambda: len(self.rooms.lobby(self.clock())),
+                held_offers=lambda: self.rooms.held_count,
                 held_bytes=lambda: self.budget.total,
             )
         )
@@ -261,7 +262,9 @@ class Hub:
         name = parse_name(auth)
         if "name" in auth and name is None:
             raise socketio.exceptions.ConnectionRefusedError(
-                "invalid", "auth.name must be a string of 1-64 characters"
+                "invalid",
+                "auth.name must be a string of 1-64 printable characters (no control, "
+                "surrogate or bidi-override characters)",
             )
         try:
             token, last_seq = parse_resume(auth)
@@ -573,7 +576,7 @@ class Hub:
             self.lobby_watchers.add(sid)
         elif watch is False:
             self.lobby_watchers.discard(sid)
-        return Outcome(ok(rooms=self.rooms.lobby(self._now)))
+        return Outcome(ok(**self.lobby(self._now)))
 
     # -- the shared op stream (--redis) ------------------------------------
 
@@ -667,6 +670,15 @@ class Hub:
             )
         self.emit(emits)
 
+    def lobby(self, now: float) -> dict[str, Any]:
+        """``{"rooms": [...]}``, the oldest :data:`MAX_LOBBY_ROOMS`; *extension*
+        ``"more": n`` when n more wait. Bounded, so a lobby filled by one client can
+        never outgrow a watcher's send queue (which would close the watcher)."""
+        rooms = self.rooms.lobby(now)
+        if len(rooms) <= MAX_LOBBY_ROOMS:
+            return {"rooms": rooms}
+        return {"rooms": rooms[:MAX_LOBBY_ROOMS], "more": len(rooms) - MAX_LOBBY_ROOMS}
+
     def push_lobby(self) -> None:
         """Send the lobby to watchers when it changed; never stack pushes on a slow reader.
 
@@ -678,7 +690,7 @@ class Hub:
             self._lobby_stale = set(self.lobby_watchers)
         if not self._lobby_stale:
             return
-        lobby = {"rooms": self.rooms.lobby(self.clock())}
+        lobby = self.lobby(self.clock())
         for key in list(self._lobby_stale):
             session = self.sessions.of_key(key)
             if session is None:
@@ -706,14 +718,13 @@ class Hub:
             self.sessions.socket_count,
             len(self.rooms),
             paired,
-            len(self.rooms.lobby(self.clock())),
-            len(self.rooms) - paired - len(self.rooms.lobby(self.clock())),
+            self.rooms.held_count,
+            len(self.rooms) - paired - self.rooms.held_count,
         )
         await self.sio.close_all(self.config.drain_timeout)
         await self.sio.shutdown()
 
     def health(self) -> dict[str, Any]:
-        lobby = self.rooms.lobby(self.clock())
         if self.closing:
             status = "draining"
         elif self.store is not None and not self.store.available:
@@ -723,7 +734,7 @@ class Hub:
         return {
             "status": status,
             "rooms": len(self.rooms),
-            "heldOffers": len(lobby),
+            "heldOffers": self.rooms.held_count,
             "sockets": self.sessions.socket_count,
             "sessions": len(self.sessions),
             "awaySessions": self.sessions.away_count,

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from signaling import Config
+from signaling.protocol import MAX_LOBBY_ROOMS
 from tests.conftest import RunningHub, start_hub
 
 from .client import error_code, offer, party
@@ -621,6 +622,27 @@ async def test_lobby_pushes_never_stack_on_a_reader_that_is_behind(
         depths.append(watcher.queue.qsize())
     assert max(depths[-100:]) <= 2, depths  # the kernel buffers filled long ago
     writer.close()
+    await caller.close()
+
+
+async def test_a_lobby_filled_by_one_client_stays_bounded_for_every_watcher(
+    hub_with: Callable[..., Any],
+) -> None:
+    """One client's many public offers must not make the lobby larger than a watcher's
+    send queue: that closed every watcher (the page lost its hub) instead of the filler."""
+    running = await hub_with(max_rooms_per_socket=1000, max_queued_bytes=256 * 1024)
+    caller = await party(running.url, name="\u00e9" * 64)  # 2 bytes per character in UTF-8
+    for i in range(MAX_LOBBY_ROOMS + 150):
+        await caller.sio.emit("offer", offer(f"{i:04d}" + "r" * 60))
+    watcher = await party(running.url)
+    ack = await watcher.call("rooms", {"watch": True})
+    assert [r["room"][:4] for r in ack["rooms"]] == [f"{i:04d}" for i in range(MAX_LOBBY_ROOMS)]
+    assert ack["more"] == 150  # the oldest listed first, the rest counted
+    await caller.call("hangup", {"room": "0000" + "r" * 60})
+    pushed = await watcher.next("rooms")
+    assert len(pushed["rooms"]) == MAX_LOBBY_ROOMS and pushed["more"] == 149
+    assert watcher.sio.connected and running.hub.rooms.socket_count == 2
+    await watcher.close()
     await caller.close()
 
 

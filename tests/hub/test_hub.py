@@ -280,11 +280,16 @@ async def test_access_token(hub_config: Config) -> None:
 
 
 async def test_bad_name_is_refused(hub: RunningHub) -> None:
-    for bad in ({"name": "x" * 65}, {"name": ""}, {"name": 7}):
+    spoofs = ("bob\u202egnp.exe", "a\u0007b", "x\ud800", "\u2066isolated")  # bidi, BEL, surrogate
+    for bad in ({"name": "x" * 65}, {"name": ""}, {"name": 7}, *({"name": n} for n in spoofs)):
         error = await refused_with(hub.url, bad)
         assert error["message"] == "invalid"
-        assert "1-64 characters" in error["data"]
+        assert "1-64 printable characters" in error["data"]
     assert hub.hub.rooms.socket_count == 0
+    # letters of any script, emoji and joined emoji sequences are names
+    for good in ("Zoë", "小明", "👩\u200d👩\u200d👧 family"):
+        p = await party(hub.url, name=good)
+        await p.close()
 
 
 async def test_ice_servers_from_config(hub_config: Config) -> None:
