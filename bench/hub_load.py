@@ -30,15 +30,26 @@ from typing import Any
 
 import psutil
 
-from .servers import PEERJS_VERSION, ROOT, BenchSetupError, Server, pin, start_hub, start_peerjs
+from .servers import (
+    PEERJS_VERSION,
+    ROOT,
+    BenchSetupError,
+    Server,
+    pin,
+    start_hub,
+    start_hub_redis,
+    start_peerjs,
+)
 
 TARGETS: dict[str, Callable[[int | None], Server]] = {
     "hub": start_hub,
     # the same hub with --resume-grace 0 (v1 lifetimes): what the session rules cost
     "hub-grace0": lambda cpu: start_hub(cpu, "--resume-grace", "0"),
     "peerjs": start_peerjs,
+    # the hub with --redis (the shared store of several hubs), its redis-server's CPU counted
+    "hub-redis": start_hub_redis,
 }
-PROTOCOL = {"hub": "hub", "hub-grace0": "hub", "peerjs": "peerjs"}  # what the load speaks
+PROTOCOL = {"hub": "hub", "hub-grace0": "hub", "peerjs": "peerjs", "hub-redis": "hub"}
 RESULTS_DIR = ROOT / "bench" / "results"
 DRAIN_SECONDS = 60.0
 # Paced load, well under either server's capacity on one core: latency at a given
@@ -88,15 +99,14 @@ def percentile(sorted_values: Sequence[int], q: float) -> float:
     return float(sorted_values[index])
 
 
-def _cpu(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    return float(t.user + t.system)
+def _cpu(procs: list[psutil.Process]) -> float:
+    return float(sum(t.user + t.system for t in (p.cpu_times() for p in procs)))
 
 
-def _rss_median(proc: psutil.Process, samples: int = 5) -> int:
+def _rss_median(procs: list[psutil.Process], samples: int = 5) -> int:
     values = []
     for _ in range(samples):
-        values.append(proc.memory_info().rss)
+        values.append(sum(p.memory_info().rss for p in procs))
         time.sleep(0.1)
     return int(statistics.median(values))
 
@@ -178,9 +188,9 @@ def load_run(target: str, server: Server, pairs: int, plan: Plan, rate: float) -
     ]
     handles = [psutil.Process(g.pid) for g in gens]
     time.sleep(max(0.0, (start - time.monotonic_ns()) / 1e9))
-    cpu0, gen0 = _cpu(proc), sum(_cpu(h) for h in handles)
+    cpu0, gen0 = _cpu(proc), _cpu(handles)
     time.sleep(max(0.0, (end - time.monotonic_ns()) / 1e9))
-    cpu1, gen1 = _cpu(proc), sum(_cpu(h) for h in handles)
+    cpu1, gen1 = _cpu(proc), _cpu(handles)
     tallies = []
     try:
         for g, out in zip(gens, outs, strict=True):
@@ -244,6 +254,7 @@ def summarise(
         "paced": {},
         "ratios": {},
         "sessions": {},
+        "redis": {},
     }
     for target, probes in memory.items():
         summary["memory"][target] = {
@@ -263,6 +274,12 @@ def summarise(
                     summed = key in ("errors", "lost", "duplicated", "reordered", "relayed")
                     row[key] = sum(values) if summed else statistics.median(values)
                 summary[section].setdefault(target, {})[str(n)] = row
+    for n in plan.pairs if {"hub", "hub-redis"} <= set(memory) else ():
+        mem, red = summary["load"]["hub"][str(n)], summary["load"]["hub-redis"][str(n)]
+        summary["redis"][str(n)] = {
+            "cpu_per_setup": _ratio(red["cpu_s_per_1000_setups"], mem["cpu_s_per_1000_setups"]),
+            "p99": _ratio(red["p99_ms"], mem["p99_ms"]),
+        }
     for n in plan.pairs if {"hub", "hub-grace0"} <= set(memory) else ():
         on, off = summary["load"]["hub"][str(n)], summary["load"]["hub-grace0"][str(n)]
         summary["sessions"][str(n)] = {
@@ -350,6 +367,11 @@ def print_summary(summary: dict[str, Any], plan: Plan) -> None:
             f"sessions with grace / --resume-grace 0 at {n} pairs: "
             f"CPU per setup {r['cpu_per_setup']:.2f}x, p99 {r['p99']:.2f}x"
         )
+    for n, r in summary["redis"].items():
+        print(
+            f"--redis (hub + redis-server CPU) / in-memory at {n} pairs: "
+            f"CPU per setup {r['cpu_per_setup']:.2f}x, p99 {r['p99']:.2f}x"
+        )
     for target, m in summary["memory"].items():
         print(
             f"{target}: RSS per idle socket {m['rss_per_idle_socket_bytes'] / 1024:.1f} KiB, "
@@ -384,15 +406,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
     p.add_argument("--memory-sockets", type=int, default=1000, help="sockets in the memory probe")
     p.add_argument(
         "--targets",
-        default="hub,hub-grace0,peerjs",
-        help="servers to run (hub, hub-grace0 = the hub with --resume-grace 0, peerjs)",
+        default="hub,hub-grace0,hub-redis,peerjs",
+        help="servers to run (hub, hub-grace0 = the hub with --resume-grace 0, "
+        "hub-redis = the hub with --redis on its own redis-server, peerjs)",
     )
     p.add_argument("--smoke", action="store_true", help="a few seconds, small N (for tests)")
     p.add_argument("--out", type=Path, help="result JSON (default bench/results/hub-<time>.json)")
     args, unknown = p.parse_known_args(argv)
     if not set(args.targets.split(",")) <= set(TARGETS):
         p.error(
-            "--targets: expected a comma-separated subset of hub,hub-grace0,peerjs, "
+            "--targets: expected a comma-separated subset of hub,hub-grace0,hub-redis,peerjs, "
             f"got {args.targets!r}"
         )
     if unknown:

@@ -169,7 +169,7 @@ def hub() -> Iterator[tuple[str, psutil.Process]]:
     except BenchSetupError as exc:
         raise BenchError(str(exc)) from None
     try:
-        yield server.url, server.stats()
+        yield server.url, server.stats()[0]
     finally:
         server.stop()
 

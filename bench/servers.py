@@ -13,9 +13,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -43,27 +44,33 @@ class BenchSetupError(RuntimeError):
 
 @dataclass
 class Server:
-    """A running server: its process, its base URL and a psutil handle for CPU/RSS."""
+    """A running server: its process, its base URL and psutil handles for CPU/RSS.
+
+    ``helpers`` are processes it needs (the hub's redis-server): their CPU and RSS
+    count as the server's.
+    """
 
     name: str
     process: subprocess.Popen[str]
     url: str
+    helpers: list[subprocess.Popen[str]] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    def stats(self) -> psutil.Process:
-        return psutil.Process(self.process.pid)
+    def stats(self) -> list[psutil.Process]:
+        return [psutil.Process(p.pid) for p in (self.process, *self.helpers)]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        for process in (self.process, *self.helpers):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
 
 
 def pin(cpu: int | None) -> None:
@@ -140,6 +147,31 @@ def start_hub(cpu: int | None, *extra: str) -> Server:
     proc.kill()
     proc.wait(5)
     raise BenchSetupError(f"the hub did not listen within {STARTUP_SECONDS:.0f} s: {argv}")
+
+
+def start_hub_redis(cpu: int | None, *extra: str) -> Server:
+    """The hub with ``--redis`` on its own redis-server (Unix socket, no persistence),
+    both pinned to ``cpu``: what the shared store costs, Redis's work counted."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise BenchSetupError("redis-server is missing: apt-get install redis-server")
+    folder = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+    sock = folder / "redis.sock"
+    redis = _spawn(
+        "redis-server",
+        [exe, "--port", "0", "--unixsocket", str(sock), "--dir", str(folder), "--save", "",
+         "--appendonly", "no"],
+        folder,
+        cpu,
+        r"(ready to accept connections)",
+    )  # fmt: skip
+    try:
+        hub = start_hub(cpu, "--redis", f"unix://{sock}", *extra)
+    except BaseException:
+        redis.stop()
+        raise
+    hub.helpers.append(redis.process)
+    return hub
 
 
 def ensure_peerjs() -> Path:

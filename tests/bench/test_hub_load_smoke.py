@@ -30,7 +30,7 @@ def test_hub_load_smoke_reports_every_figure(tmp_path: Path) -> None:
     assert "ours/PeerJS" in proc.stdout
     result = json.loads(out.read_text())
     summary = result["summary"]
-    for target in ("hub", "hub-grace0", "peerjs"):
+    for target in ("hub", "hub-grace0", "hub-redis", "peerjs"):
         memory = summary["memory"][target]
         assert memory["rss_per_idle_socket_bytes"] > 0, memory
         assert math.isfinite(memory["rss_per_held_offer_bytes"]), memory
@@ -51,6 +51,9 @@ def test_hub_load_smoke_reports_every_figure(tmp_path: Path) -> None:
     for pairs, ratio in summary["sessions"].items():
         assert math.isfinite(ratio["cpu_per_setup"]) and ratio["cpu_per_setup"] > 0, (pairs, ratio)
     assert "sessions with grace / --resume-grace 0" in proc.stdout
+    for pairs, ratio in summary["redis"].items():
+        assert math.isfinite(ratio["cpu_per_setup"]) and ratio["cpu_per_setup"] > 0, (pairs, ratio)
+    assert "--redis (hub + redis-server CPU) / in-memory" in proc.stdout
     for run in result["runs"]:
         assert run["relayed"] == run["relayed_expected"], run
     assert result["machine"]["python-socketio"] != "absent"
