@@ -142,6 +142,12 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
                 break
             await asyncio.sleep(0.01)
 
+    def is_open(self, sid: str) -> bool:
+        """True while ``sid``'s Engine.IO socket is open."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
+        socket = self.eio.sockets.get(eio_sid) if eio_sid else None
+        return socket is not None and not socket.closed and not socket.closing
+
     def abort_all(self) -> None:
         """Abort every socket now (no drain): their clients reconnect and resume."""
         for socket in list(self.eio.sockets.values()):

@@ -204,6 +204,9 @@ class Hub:
             if isinstance(result, str):
                 raise socketio.exceptions.ConnectionRefusedError("invalid", result)
             self._log_connected(sid, result, last_seq, name)
+            if not self.sio.is_open(sid):  # it closed while its op went round
+                self.abandon_connect(sid)
+                return False
             return True
         except socketio.exceptions.ConnectionRefusedError as exc:
             self.metrics.refusals.labels(str(exc.error_args.get("message"))).inc()
@@ -218,6 +221,12 @@ class Hub:
         raise _refused(
             ErrorCode.INVALID, "the connect auth could not be read; send {name?, token?}"
         ) from None
+
+    def abandon_connect(self, sid: str) -> None:
+        """A connect whose op took effect after its socket was gone: detach it again."""
+        self._connecting.pop(sid, None)
+        if self.store is not None:
+            self.store.post({"kind": "disconnect", "sid": sid, "leaving": False, "reason": None})
 
     def _new_token(self) -> str:
         """A new session's token: the one its op carries (every hub opens the same

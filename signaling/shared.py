@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from . import jsoncodec
 from .transport import Deferred
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ LEADER_TTL = 3.0
 RULES_TTL = 30.0
 OP_TIMEOUT = 5.0  # an op not back from the stream by then: its waiter gets "unavailable"
 READ_BLOCK_MS = 1000
-READ_COUNT = 1000
+READ_COUNT = 100  # stream entries per read; each holds up to BATCH_OPS ops
+BATCH_OPS = 256
 SNAPSHOT_INTERVAL = 30.0  # seconds between the leader's snapshots
 RETRY_MIN, RETRY_MAX = 0.05, 1.0  # reconnect backoff, seconds
 MAX_BACKLOG = 100_000  # disconnects kept while Redis is away (one per socket that closed)
@@ -100,6 +102,7 @@ class SharedStore:
         self._tasks: list[asyncio.Task[None]] = []
         self._snapshot_ids: deque[str] = deque(maxlen=2)
         self._last_snapshot = 0.0
+        self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -131,9 +134,20 @@ class SharedStore:
         while self._outbox and self.available and time.monotonic() < deadline:
             self._wakeup.set()
             await asyncio.sleep(0.01)
+        self._stopping = True
+        if self._tasks:
+            # wake our own blocked XREAD with an empty batch (every hub skips it) and
+            # let the reader return by itself: redis-py can leave a blocking read that
+            # is cancelled mid-wait stuck for good
+            try:
+                await self.redis.xadd(self.stream, {"ops": jsoncodec.dumps([])})
+            except (RedisError, OSError):
+                pass
+            await asyncio.wait(self._tasks[:1], timeout=READ_BLOCK_MS / 1000 + 1)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=1.0)
         try:
             await self.redis.delete(self.hub_prefix + self.me)
             if await self.redis.get(self.leader_key) == self.me.encode():
@@ -190,24 +204,22 @@ class SharedStore:
     # -- loops -------------------------------------------------------------
 
     async def _writer(self) -> None:
-        """XADD queued ops in order, in one MULTI per batch (all or none)."""
+        """XADD queued ops in order: what queued while the last write was under way goes
+        as one entry, so a busy hub pays Redis's round trip per batch, not per op."""
         delay = RETRY_MIN
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._outbox:
-                batch = list(self._outbox)
+                batch = [self._outbox[i] for i in range(min(len(self._outbox), BATCH_OPS))]
                 try:
-                    async with self.redis.pipeline(transaction=True) as pipe:
-                        for op in batch:
-                            pipe.xadd(self.stream, {"op": json.dumps(op, separators=(",", ":"))})
-                        await pipe.execute()
+                    # one stream entry per batch: every hub reads and applies it whole
+                    await self.redis.xadd(self.stream, {"ops": jsoncodec.dumps(batch)})
                 except (RedisError, OSError) as exc:
                     self._lost(exc)
                     # ops someone waits for were answered "unavailable": drop them;
                     # disconnects stay queued for when Redis is back
-                    kept = [op for op in self._outbox if op["kind"] != "request"]
-                    kept = [op for op in kept if op["kind"] != "connect"]
+                    kept = [op for op in self._outbox if op["kind"] not in ("request", "connect")]
                     self._outbox = deque(kept)
                     await asyncio.sleep(delay)
                     delay = min(RETRY_MAX, delay * 2)
@@ -218,7 +230,7 @@ class SharedStore:
 
     async def _reader(self) -> None:
         delay = RETRY_MIN
-        while True:
+        while not self._stopping:
             try:
                 await self._read_once(block=READ_BLOCK_MS)
                 delay = RETRY_MIN
@@ -239,22 +251,25 @@ class SharedStore:
         count = 0
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
-                self._apply(entry_id.decode(), fields[b"op"])
+                for op in jsoncodec.loads(fields[b"ops"]):
+                    self._apply(entry_id, op)
+                self.last_id = entry_id.decode()
                 count += 1
         return count
 
-    def _apply(self, entry_id: str, raw: bytes) -> None:
-        op = json.loads(raw)
+    def _apply(self, entry_id: bytes, op: dict[str, Any]) -> None:
         try:
             value = self.hub.apply(op)
         except Exception:  # a bug in applying one op must not stop the stream
-            log.exception("op %s (%s) failed to apply", entry_id, op.get("kind"))
+            log.exception("op %s (%s) failed to apply", entry_id.decode(), op.get("kind"))
             value = self.hub.unavailable(op)
-        self.last_id = entry_id
         if op["hub"] == self.me:
             waiting = self._waiting.pop(op["n"], None)
             if waiting is not None:
                 waiting[0].resolve(value)
+            elif op["kind"] == "connect":
+                # its connect was answered "unavailable" meanwhile: that socket is gone
+                self.hub.abandon_connect(op["sid"])
 
     async def _recover(self) -> None:
         """Redis is back: reload the state if the stream was trimmed past our last id."""

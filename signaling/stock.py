@@ -292,6 +292,10 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
                 self._close_soon(eio_sid, max(0.0, deadline - loop.time()))
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
+    def is_open(self, sid: str) -> bool:
+        """True while python-socketio still knows ``sid`` (public API only)."""
+        return self.manager.is_connected(sid, NAMESPACE)
+
     def abort_all(self) -> None:
         """Close every socket now (Engine.IO CLOSE): their clients reconnect and resume."""
         sids = list(self.connected)

@@ -67,7 +67,13 @@ async function ensureHub(name) {
   if (page.signaling && page.signaling.connected && page.signaling.name === name) {
     return page.signaling;
   }
-  if (page.hubConnecting && page.hubConnecting.name === name) return page.hubConnecting.promise;
+  const connecting = page.hubConnecting;
+  // join a connect under way, unless its hub went away after welcoming it: its lobby
+  // request then waits out the grace, and a click deserves a fresh try now
+  const joinable = connecting && (connecting.sig.connected || !connecting.sig.session);
+  if (joinable && connecting.name === name) {
+    return connecting.promise;
+  }
   if (page.signaling) page.signaling.close();
   const sig = new Signaling({ name, token });
   page.signaling = sig;
@@ -109,7 +115,7 @@ async function ensureHub(name) {
     debug.lobbyWatched += 1;
     return sig;
   })();
-  page.hubConnecting = { name, promise };
+  page.hubConnecting = { name, sig, promise };
   try {
     return await promise;
   } finally {
@@ -488,6 +494,7 @@ async function main() {
     await ensureHub(ui.el.name.value.trim());
   } catch (err) {
     ui.setLobbyOffline(true);
+    if (page.starting || isInCall()) return; // a call's own attempt reports for itself
     ui.showMessage({ code: err.code || PageError.HUB_UNREACHABLE, detail: err.detail || "" });
   }
 }

@@ -27,6 +27,7 @@ export const ErrorCode = Object.freeze({
   UNAUTHORIZED: "unauthorized",
   UNKNOWN_EVENT: "unknown_event",
   STALE: "stale",
+  UNAVAILABLE: "unavailable",
 });
 
 // Codes the page itself raises; they never travel on the wire.
@@ -99,6 +100,7 @@ const WORDS = {
     "The hub needs an access token. Open the page with ?token=... in the address.",
   [ErrorCode.UNKNOWN_EVENT]: "The hub did not understand the request (version mismatch?).",
   [ErrorCode.STALE]: "The hub no longer remembers that request; start again.",
+  [ErrorCode.UNAVAILABLE]: "The hub cannot reach its shared store right now; try again in a moment.",
   [PageError.HUB_UNREACHABLE]:
     "Can't reach the signaling hub. Is it running (make run)? Check the address.",
   [PageError.HUB_LOST]: "Lost the connection to the signaling hub; the call cannot continue.",
