@@ -41,15 +41,24 @@ from .servers import (
     start_peerjs,
 )
 
-TARGETS: dict[str, Callable[[int | None], Server]] = {
-    "hub": start_hub,
+TARGETS: dict[str, Callable[[Plan], Server]] = {
+    "hub": lambda plan: start_hub(plan.server_cpu),
     # the same hub with --resume-grace 0 (v1 lifetimes): what the session rules cost
-    "hub-grace0": lambda cpu: start_hub(cpu, "--resume-grace", "0"),
-    "peerjs": start_peerjs,
+    "hub-grace0": lambda plan: start_hub(plan.server_cpu, "--resume-grace", "0"),
+    "peerjs": lambda plan: start_peerjs(plan.server_cpu),
     # the hub with --redis (the shared store of several hubs), its redis-server's CPU counted
-    "hub-redis": start_hub_redis,
+    "hub-redis": lambda plan: start_hub_redis(plan.server_cpu),
+    # two hubs on one Redis, callers on the first, answerers on the second (the second
+    # hub shares the load generators' CPU: this machine has two)
+    "hub-redis2": lambda plan: start_hub_redis(plan.server_cpu, second_cpu=plan.load_cpu),
 }
-PROTOCOL = {"hub": "hub", "hub-grace0": "hub", "peerjs": "peerjs", "hub-redis": "hub"}
+PROTOCOL = {
+    "hub": "hub",
+    "hub-grace0": "hub",
+    "peerjs": "peerjs",
+    "hub-redis": "hub",
+    "hub-redis2": "hub",
+}
 RESULTS_DIR = ROOT / "bench" / "results"
 DRAIN_SECONDS = 60.0
 # Paced load, well under either server's capacity on one core: latency at a given
@@ -169,6 +178,8 @@ def load_run(target: str, server: Server, pairs: int, plan: Plan, rate: float) -
     shares = [pairs // n_gen + (i < pairs % n_gen) for i in range(n_gen)]
     window = ["--start-ns", str(start), "--end-ns", str(end)]
     common = ["--target", PROTOCOL[target], "--url", server.url, *window]
+    if server.answer_url:
+        common += ["--answer-url", server.answer_url]
     folder = Path(tempfile.mkdtemp(prefix="hub_load-"))
     outs = [folder / f"tally-{i}.json" for i in range(n_gen)]
     gens = [
@@ -188,9 +199,10 @@ def load_run(target: str, server: Server, pairs: int, plan: Plan, rate: float) -
     ]
     handles = [psutil.Process(g.pid) for g in gens]
     time.sleep(max(0.0, (start - time.monotonic_ns()) / 1e9))
-    cpu0, gen0 = _cpu(proc), _cpu(handles)
+    each0, gen0 = [_cpu([p]) for p in proc], _cpu(handles)
     time.sleep(max(0.0, (end - time.monotonic_ns()) / 1e9))
-    cpu1, gen1 = _cpu(proc), _cpu(handles)
+    each1, gen1 = [_cpu([p]) for p in proc], _cpu(handles)
+    cpu0, cpu1 = sum(each0), sum(each1)
     tallies = []
     try:
         for g, out in zip(gens, outs, strict=True):
@@ -215,6 +227,8 @@ def load_run(target: str, server: Server, pairs: int, plan: Plan, rate: float) -
         "cpu_s_per_1000_setups": 1000 * cpu / setups if setups else float("inf"),
         "setups_per_cpu_s": setups / cpu if cpu > 0 else float("nan"),
         "server_cpu_util": cpu / plan.seconds,
+        # per process (the server, then its helpers): where a bottleneck is
+        "process_cpu_util": [(b - a) / plan.seconds for a, b in zip(each0, each1, strict=True)],
         "generator_cpu_util": (gen1 - gen0) / plan.seconds,
         "latency_samples": len(latencies),
         "p50_ms": percentile(latencies, 0.50) / 1000,
@@ -231,7 +245,7 @@ def load_run(target: str, server: Server, pairs: int, plan: Plan, rate: float) -
 
 
 def run_target(target: str, plan: Plan) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    server = TARGETS[target](plan.server_cpu)
+    server = TARGETS[target](plan)
     try:
         memory = memory_probe(target, server, plan)
         runs = []
@@ -255,6 +269,7 @@ def summarise(
         "ratios": {},
         "sessions": {},
         "redis": {},
+        "two_hubs": {},
     }
     for target, probes in memory.items():
         summary["memory"][target] = {
@@ -279,6 +294,21 @@ def summarise(
         summary["redis"][str(n)] = {
             "cpu_per_setup": _ratio(red["cpu_s_per_1000_setups"], mem["cpu_s_per_1000_setups"]),
             "p99": _ratio(red["p99_ms"], mem["p99_ms"]),
+        }
+    for n in plan.pairs if {"hub-redis", "hub-redis2"} <= set(memory) else ():
+        one, two = summary["load"]["hub-redis"][str(n)], summary["load"]["hub-redis2"][str(n)]
+        wanted = ("hub-redis2", n, "saturated")
+        mine = [
+            r["process_cpu_util"] for r in runs if (r["target"], r["pairs"], r["mode"]) == wanted
+        ]
+        columns = zip(*mine, strict=True)
+        summary["two_hubs"][str(n)] = {
+            "setups_per_s": _ratio(two["setups_per_s"], one["setups_per_s"]),
+            "cpu_per_setup": _ratio(two["cpu_s_per_1000_setups"], one["cpu_s_per_1000_setups"]),
+            "p99": _ratio(two["p99_ms"], one["p99_ms"]),
+            # hub 1, hub 2, redis-server; and the load generators on hub 2's CPU
+            "process_cpu_util": [statistics.median(column) for column in columns],
+            "generator_cpu_util": two["generator_cpu_util"],
         }
     for n in plan.pairs if {"hub", "hub-grace0"} <= set(memory) else ():
         on, off = summary["load"]["hub"][str(n)], summary["load"]["hub-grace0"][str(n)]
@@ -372,6 +402,14 @@ def print_summary(summary: dict[str, Any], plan: Plan) -> None:
             f"--redis (hub + redis-server CPU) / in-memory at {n} pairs: "
             f"CPU per setup {r['cpu_per_setup']:.2f}x, p99 {r['p99']:.2f}x"
         )
+    for n, r in summary["two_hubs"].items():
+        hub1, hub2, redis = r["process_cpu_util"]
+        print(
+            f"two hubs / one hub, both on Redis, at {n} pairs: setups/s {r['setups_per_s']:.2f}x, "
+            f"CPU per setup {r['cpu_per_setup']:.2f}x, p99 {r['p99']:.2f}x; CPU busy: hub 1 "
+            f"{hub1:.0%}, hub 2 {hub2:.0%}, redis-server {redis:.0%}, load generators "
+            f"{r['generator_cpu_util']:.0%} (on hub 2's CPU)"
+        )
     for target, m in summary["memory"].items():
         print(
             f"{target}: RSS per idle socket {m['rss_per_idle_socket_bytes'] / 1024:.1f} KiB, "
@@ -406,16 +444,18 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
     p.add_argument("--memory-sockets", type=int, default=1000, help="sockets in the memory probe")
     p.add_argument(
         "--targets",
-        default="hub,hub-grace0,hub-redis,peerjs",
+        default="hub,hub-grace0,hub-redis,hub-redis2,peerjs",
         help="servers to run (hub, hub-grace0 = the hub with --resume-grace 0, "
-        "hub-redis = the hub with --redis on its own redis-server, peerjs)",
+        "hub-redis = the hub with --redis on its own redis-server, hub-redis2 = two hubs "
+        "on one redis-server with callers on one and answerers on the other, peerjs)",
     )
     p.add_argument("--smoke", action="store_true", help="a few seconds, small N (for tests)")
     p.add_argument("--out", type=Path, help="result JSON (default bench/results/hub-<time>.json)")
     args, unknown = p.parse_known_args(argv)
     if not set(args.targets.split(",")) <= set(TARGETS):
         p.error(
-            "--targets: expected a comma-separated subset of hub,hub-grace0,hub-redis,peerjs, "
+            "--targets: expected a comma-separated subset of hub,hub-grace0,hub-redis,hub-redis2,"
+            " peerjs, "
             f"got {args.targets!r}"
         )
     if unknown:

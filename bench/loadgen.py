@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -124,8 +125,16 @@ async def _hold(until_ns: int) -> None:
 
 
 async def hub_pair(
-    url: str, n: int, t: Tally, w: Window, hold_ns: int, token: str | None = None
+    url: str,
+    n: int,
+    t: Tally,
+    w: Window,
+    hold_ns: int,
+    token: str | None = None,
+    answer_url: str | None = None,
 ) -> None:
+    """One call pair; the answerer connects to ``answer_url`` (another hub of the
+    caller's group) when given, else to ``url``."""
     room = f"r{os.getpid()}x{n}"
     auths = [{"name": who} | ({"token": token} if token else {}) for who in ("caller", "answerer")]
     caller_auth, answerer_auth = (json.dumps(a) for a in auths)
@@ -161,7 +170,7 @@ async def hub_pair(
                 acks.append(caller.emit("candidate", f'{{"room":"{room}","candidate":{cand}}}'))
             for ack in await asyncio.gather(*acks):
                 _ack_ok(ack, "caller offer/candidate")
-            answerer = await SioConn.connect(url, answerer_auth, on_answerer)
+            answerer = await SioConn.connect(answer_url or url, answerer_auth, on_answerer)
             held = _held_check(_ack_ok(await answerer.call("join", f'{{"room":"{room}"}}'), "join"))
             armed.append(held)
             desc = ANSWER.sdp_json("answer", 0, time.monotonic_ns())
@@ -271,13 +280,21 @@ Pair = Callable[[str, int, Tally, Window, int], Awaitable[None]]
 PAIRS: dict[str, Pair] = {"hub": hub_pair, "peerjs": peerjs_pair}
 
 
-async def run_load(target: str, url: str, pairs: int, window: Window, rate: float = 0) -> Tally:
+async def run_load(
+    target: str,
+    url: str,
+    pairs: int,
+    window: Window,
+    rate: float = 0,
+    answer_url: str | None = None,
+) -> Tally:
     """Keep ``pairs`` call pairs in flight until the window ends, then let them finish.
 
     ``rate`` > 0 paces the calls (see the module docstring); 0 runs them back to back.
+    ``answer_url``: answerers connect there (our hub only: a second hub of the group).
     """
     tally = Tally()
-    pair = PAIRS[target]
+    pair = functools.partial(hub_pair, answer_url=answer_url) if answer_url else PAIRS[target]
     counter = iter(range(10**12))
     period_ns = int(pairs / rate * 1e9) if rate > 0 else 0
     spread_ns = period_ns or int(RAMP_SECONDS * 1e9)
@@ -354,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__)
     p.add_argument("--target", choices=sorted(PAIRS), required=True, help="server protocol")
     p.add_argument("--url", required=True, help="server base URL, http://127.0.0.1:PORT")
+    p.add_argument(
+        "--answer-url", help="answerers connect here (another hub on the same Redis; hub only)"
+    )
     p.add_argument("--pairs", type=int, default=10, help="call pairs kept in flight")
     p.add_argument("--start-ns", type=int, default=0, help="window start, time.monotonic_ns()")
     p.add_argument("--end-ns", type=int, default=0, help="window end, time.monotonic_ns()")
@@ -361,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write the result JSON here (default: stdout)")
     p.add_argument("--memory", type=int, default=0, help="memory probe with this many sockets")
     args = p.parse_args(argv)
+    if args.answer_url and args.target != "hub":
+        p.error("--answer-url: only --target hub has hubs that share rooms")
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is in the dev extras
@@ -371,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         run(run_memory(args.target, args.url, args.memory))
         return 0
     window = Window(args.start_ns, args.end_ns)
-    tally = run(run_load(args.target, args.url, args.pairs, window, args.rate))
+    tally = run(run_load(args.target, args.url, args.pairs, window, args.rate, args.answer_url))
     text = json.dumps(asdict(tally))
     if args.out is not None:
         args.out.write_text(text)

@@ -54,6 +54,8 @@ class Server:
     process: subprocess.Popen[str]
     url: str
     helpers: list[subprocess.Popen[str]] = field(default_factory=list)
+    # where answerers connect, when not to ``url`` (a second hub of the same group)
+    answer_url: str | None = None
 
     @property
     def pid(self) -> int:
@@ -149,9 +151,13 @@ def start_hub(cpu: int | None, *extra: str) -> Server:
     raise BenchSetupError(f"the hub did not listen within {STARTUP_SECONDS:.0f} s: {argv}")
 
 
-def start_hub_redis(cpu: int | None, *extra: str) -> Server:
+def start_hub_redis(cpu: int | None, *extra: str, second_cpu: int | None = None) -> Server:
     """The hub with ``--redis`` on its own redis-server (Unix socket, no persistence),
-    both pinned to ``cpu``: what the shared store costs, Redis's work counted."""
+    both pinned to ``cpu``: what the shared store costs, Redis's work counted.
+
+    With ``second_cpu`` a second hub of the same group runs there, and answerers
+    connect to it (``answer_url``): every call crosses hubs, all three processes counted.
+    """
     exe = shutil.which("redis-server")
     if exe is None:
         raise BenchSetupError("redis-server is missing: apt-get install redis-server")
@@ -165,10 +171,17 @@ def start_hub_redis(cpu: int | None, *extra: str) -> Server:
         cpu,
         r"(ready to accept connections)",
     )  # fmt: skip
+    started = [redis]
     try:
         hub = start_hub(cpu, "--redis", f"unix://{sock}", *extra)
+        started.append(hub)
+        if second_cpu is not None:
+            other = start_hub(second_cpu, "--redis", f"unix://{sock}", *extra)
+            hub.helpers.append(other.process)
+            hub.answer_url = other.url
     except BaseException:
-        redis.stop()
+        for server in started:
+            server.stop()
         raise
     hub.helpers.append(redis.process)
     return hub

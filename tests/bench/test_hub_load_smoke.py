@@ -30,7 +30,7 @@ def test_hub_load_smoke_reports_every_figure(tmp_path: Path) -> None:
     assert "ours/PeerJS" in proc.stdout
     result = json.loads(out.read_text())
     summary = result["summary"]
-    for target in ("hub", "hub-grace0", "hub-redis", "peerjs"):
+    for target in ("hub", "hub-grace0", "hub-redis", "hub-redis2", "peerjs"):
         memory = summary["memory"][target]
         assert memory["rss_per_idle_socket_bytes"] > 0, memory
         assert math.isfinite(memory["rss_per_held_offer_bytes"]), memory
@@ -54,6 +54,11 @@ def test_hub_load_smoke_reports_every_figure(tmp_path: Path) -> None:
     for pairs, ratio in summary["redis"].items():
         assert math.isfinite(ratio["cpu_per_setup"]) and ratio["cpu_per_setup"] > 0, (pairs, ratio)
     assert "--redis (hub + redis-server CPU) / in-memory" in proc.stdout
+    for pairs, ratio in summary["two_hubs"].items():
+        assert ratio["setups_per_s"] > 0 and ratio["cpu_per_setup"] > 0, (pairs, ratio)
+        assert len(ratio["process_cpu_util"]) == 3, ratio  # hub 1, hub 2, redis-server
+        assert ratio["process_cpu_util"][1] > 0, ratio  # the second hub did work
+    assert "two hubs / one hub, both on Redis" in proc.stdout
     for run in result["runs"]:
         assert run["relayed"] == run["relayed_expected"], run
     assert result["machine"]["python-socketio"] != "absent"
