@@ -96,6 +96,7 @@ class SharedStore:
         self.available = False
         self.leading_since: float | None = None
         self._next = 0
+        # op number -> (its waiter, the op): insertion order is submission order
         self._waiting: dict[int, tuple[Deferred, dict[str, Any]]] = {}
         self._outbox: deque[dict[str, Any]] = deque()
         self._wakeup = asyncio.Event()
@@ -125,6 +126,7 @@ class SharedStore:
             asyncio.create_task(self._reader(), name="shared-reader"),
             asyncio.create_task(self._writer(), name="shared-writer"),
             asyncio.create_task(self._heartbeat(), name="shared-heartbeat"),
+            asyncio.create_task(self._timeouts(), name="shared-timeouts"),
         ]
         log.info("sharing rooms through Redis as hub %s (stream %s)", self.me, self.stream)
 
@@ -167,7 +169,6 @@ class SharedStore:
             return deferred
         number = self._stamp(op)
         self._waiting[number] = (deferred, op)
-        asyncio.get_running_loop().call_later(OP_TIMEOUT, self._time_out, number)
         self._outbox.append(op)
         self._wakeup.set()
         return deferred
@@ -189,11 +190,24 @@ class SharedStore:
         op["started"] = time.perf_counter()
         return self._next
 
-    def _time_out(self, number: int) -> None:
-        waiting = self._waiting.pop(number, None)
-        if waiting is not None:
-            deferred, op = waiting
+    def _time_out_waiting(self) -> None:
+        """Ops submitted more than OP_TIMEOUT ago and not back: ``unavailable``.
+
+        One sweep of the oldest waiters instead of a timer per op: ``_waiting`` is in
+        submission order, so the sweep stops at the first op still in time.
+        """
+        limit = time.perf_counter() - OP_TIMEOUT
+        while self._waiting:
+            number, (deferred, op) = next(iter(self._waiting.items()))
+            if op["started"] > limit:
+                return
+            del self._waiting[number]
             deferred.resolve(self.hub.unavailable(op))
+
+    async def _timeouts(self) -> None:
+        while True:
+            await asyncio.sleep(OP_TIMEOUT / 10)
+            self._time_out_waiting()
 
     def _fail_waiting(self) -> None:
         """Redis is away: every op still waiting gets ``unavailable`` now, not later."""

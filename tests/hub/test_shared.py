@@ -12,6 +12,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -28,6 +29,15 @@ from .test_hub import refused_with
 # a dead hub is buried once its heartbeat lapsed, by a leader that may first have to
 # take over from it: the bound for that, with room for a loaded machine
 BURIAL = HEARTBEAT_TTL + LEADER_TTL + HEARTBEAT_TTL + 10.0
+
+
+async def until_served(client: Party, event: str, payload: dict[str, Any]) -> None:
+    """Send ``event`` until the hub takes it (Redis back), every 50 ms for 10 s."""
+    for _ in range(200):
+        if (await client.call(event, payload)).get("ok"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the hubs did not take {event} again")
 
 
 @pytest.fixture
@@ -157,16 +167,7 @@ async def test_redis_away_means_unavailable_then_service_comes_back(tmp_path: Pa
 
         redis = start_redis(tmp_path, appendonly=True)  # same data dir: the AOF is replayed
 
-        async def served() -> bool:
-            ack = await caller.call("candidate", {"room": "r", "candidate": cand(1)})
-            return bool(ack.get("ok"))
-
-        for _ in range(200):
-            if await served():
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the hubs did not take requests again")
+        await until_served(caller, "candidate", {"room": "r", "candidate": cand(1)})
         # nothing held before the outage was lost; what failed was not applied
         ack = await answerer.call("join", {"room": "r"})
         assert ack["offer"] == offer("r")["description"]
@@ -176,5 +177,31 @@ async def test_redis_away_means_unavailable_then_service_comes_back(tmp_path: Pa
     finally:
         for p in made:
             await p.close()
+        await group.cleanup()
+        redis.stop()
+
+
+async def test_a_frozen_redis_gets_requests_unavailable_not_a_hang(tmp_path: Path) -> None:
+    """SIGSTOP: Redis keeps its connections but answers nothing. A request is answered
+    ``unavailable`` (its op's fate unknown), the rooms stay as they were, and after
+    SIGCONT the same client is served again."""
+    redis = start_redis(tmp_path)
+    running, group = await start_group(
+        Config(port=0, drain_timeout=0.5, transport="lean", redis=redis.url), count=1
+    )
+    client = await party(running.url)
+    try:
+        assert (await client.call("offer", offer("before")))["held"] is True
+        redis.process.send_signal(signal.SIGSTOP)
+        try:
+            ack = await client.call("offer", offer("during"))
+            assert error_code(ack) == "unavailable", ack
+        finally:
+            redis.process.send_signal(signal.SIGCONT)
+        await until_served(client, "rooms", {})
+        rooms = (await client.call("rooms", {}))["rooms"]
+        assert "before" in {r["room"] for r in rooms}
+    finally:
+        await client.close()
         await group.cleanup()
         redis.stop()
