@@ -72,9 +72,9 @@ sysdeps:
 	fi
 
 lint: setup
-	$(VENV)/bin/ruff check signaling peer tests bench
-	$(VENV)/bin/ruff format --check signaling peer tests bench
-	$(VENV)/bin/mypy signaling peer bench
+	$(VENV)/bin/ruff check signaling peer tests bench deploy
+	$(VENV)/bin/ruff format --check signaling peer tests bench deploy
+	$(VENV)/bin/mypy signaling peer bench deploy tests/cluster
 
 test: setup sysdeps lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
