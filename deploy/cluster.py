@@ -1,7 +1,8 @@
 """``make cluster``: Redis, two hubs sharing it and HAProxy in front of them, on loopback.
 
-Starts ``redis-server`` (no persistence: a demo), ``python -m signaling --port 0 --redis
-redis://127.0.0.1:PORT/0`` twice and ``haproxy -f deploy/haproxy.cfg`` on
+Starts ``redis-server`` on a Unix socket in a temporary directory (no TCP port at all;
+nothing written to disk: a demo), ``python -m signaling --port 0 --redis
+unix:///TMP/redis.sock`` twice and ``haproxy -f deploy/haproxy.cfg`` on
 ``127.0.0.1:8080``, each after the one before is ready (a log line, then a GET through
 HAProxy). Every child's output is printed with its name in front. Ctrl-C or SIGTERM stops
 them all, HAProxy first and Redis last; when a child dies on its own, the rest are stopped
@@ -58,7 +59,7 @@ def _die_with_parent() -> None:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (for redis-server, which has no ``--port 0``)."""
+    """A port nothing listens on right now (for HAProxy, which has no port 0 to report)."""
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
@@ -173,11 +174,9 @@ async def wait_http(url: str, limit: float = READY_TIMEOUT) -> None:
 
 @dataclass(frozen=True)
 class Options:
-    bind: str
-    port: int
-    redis_port: int
-    hub_command: list[str]
-    hub_args: list[str]
+    bind: str  # HAProxy's address
+    port: int  # HAProxy's port
+    hub_args: list[str]  # appended to every hub's command line
 
 
 async def run(opts: Options) -> int:
@@ -217,26 +216,29 @@ async def run(opts: Options) -> int:
 
 async def _supervise(opts: Options, rundir: Path, children: list[Child]) -> None:
     """Start the children in order, then wait until one of them exits (ClusterError)."""
-    redis_port = opts.redis_port or free_port()
+    # a Unix socket in the run directory: only this user can reach it (mode 700), no
+    # port to race for, and it goes away with the directory
+    sock = rundir / "redis.sock"
     redis = Child(
         "redis",
         # a demo: nothing is written to disk (docs/deploy.md has the production settings)
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
-         "--appendonly", "no", "--dir", str(rundir)],
-        ready_line=re.compile(r"Ready to accept connections"),
+        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+         "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
+         "--dir", str(rundir)],
+        ready_line=re.compile(r"[Rr]eady to accept connections"),
     )  # fmt: skip
     children.append(redis)
     await redis.start()
     await redis.wait_ready()
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    redis_url = f"unix://{sock}"
 
     hubs: dict[str, str] = {}
     for name in HUB_NAMES:
         hub = Child(
             name,
             # HAProxy keeps the per-address connection cap: the hub sees only its address
-            [*opts.hub_command, "--host", "127.0.0.1", "--port", "0", "--redis", redis_url,
-             "--max-connections-per-address", "0", *opts.hub_args],
+            [sys.executable, "-m", "signaling", "--host", "127.0.0.1", "--port", "0",
+             "--redis", redis_url, "--max-connections-per-address", "0", *opts.hub_args],
             ready_line=re.compile(r"listening on (http://\S+)"),
         )  # fmt: skip
         children.append(hub)
@@ -257,7 +259,7 @@ async def _supervise(opts: Options, rundir: Path, children: list[Child]) -> None
     say(f"ready: open {page} in two tabs")
     for name, url in hubs.items():
         say(f"  {name}: {url} (sticky cookie hub={name})")
-    say(f"  redis: {redis_url}")
+    say(f"  redis: {redis_url} (redis-cli -s {sock})")
     say("Ctrl-C stops everything")
 
     waiters = {
@@ -305,21 +307,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="port HAProxy listens on (env CLUSTER_PORT; default 8080)",
     )
     p.add_argument(
-        "--redis-port",
-        type=int,
-        default=0,
-        help="port for redis-server on 127.0.0.1 (default: a free one)",
-    )
-    p.add_argument(
-        "--hub-command",
-        default=os.environ.get(
-            "CLUSTER_HUB_COMMAND", f"{shlex.quote(sys.executable)} -m signaling"
-        ),
-        help="command that runs one hub; --host, --port, --redis and "
-        "--max-connections-per-address are appended (env CLUSTER_HUB_COMMAND; "
-        "default: this Python's -m signaling)",
-    )
-    p.add_argument(
         "--hub-arg",
         action="append",
         default=[],
@@ -331,9 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    opts = Options(
-        args.bind, args.port, args.redis_port, shlex.split(args.hub_command), args.hub_arg
-    )
+    opts = Options(args.bind, args.port, args.hub_arg)
     return asyncio.run(run(opts))
 
 
