@@ -1,7 +1,14 @@
-"""Real redis-server and HAProxy (deploy/haproxy.cfg) for the several-hubs tests.
+"""Real hubs on one real redis-server (``--redis``) behind real HAProxy (deploy/haproxy.cfg).
 
-Both must be installed: a missing binary fails the test with the package to install,
-it never skips. Everything binds 127.0.0.1 on free ports.
+redis-server comes from :func:`tests.shared_hubs.start_redis` (a Unix socket in the test's
+temp dir), the hubs from :func:`tests.conftest.spawn_hub`, so these tests run the very
+processes `make cluster` runs. HAProxy must be installed: a missing binary fails the test
+with the package to install, it never skips. Everything listens on 127.0.0.1 or a Unix
+socket.
+
+The browser fixtures (Chromium through Playwright, the ``python -m peer`` subprocess) are
+re-exported from tests/browser/conftest.py, so a test here drives the page and the peer
+through HAProxy with the same fixtures as the browser suite.
 """
 
 from __future__ import annotations
@@ -14,21 +21,36 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import aiohttp
 import pytest
-import socketio
 from yarl import URL
 
 from deploy.cluster import HAPROXY_CFG, free_port, haproxy_env
+from tests.browser.conftest import (  # noqa: F401 (fixtures, found here by pytest)
+    browser,
+    open_page,
+    page_keeper,
+    playwright,
+    start_peer,
+)
 from tests.conftest import HubProcess, spawn_hub
-from tests.hub.client import TIMEOUT
+from tests.hub.client import TIMEOUT, Party
+from tests.shared_hubs import RedisServer, start_redis
 
 COOKIE = "hub"  # `cookie hub insert ...` in haproxy.cfg
+# What make cluster gives each hub (deploy/cluster.py), with a short ping interval: a
+# long-polling GET is held that long, and a polling client's disconnect waits for it.
+# A long grace: a client whose hub died must still find its session on a loaded machine.
+HUB_ARGS = (
+    "--max-connections-per-address", "0",
+    "--ping-interval", "1", "--ping-timeout", "5",
+    "--resume-grace", "60",
+)  # fmt: skip
 
 
 def need(binary: str, package: str) -> str:
@@ -38,80 +60,73 @@ def need(binary: str, package: str) -> str:
     return path
 
 
-def _collect(stream: IO[str], lines: list[str], seen: threading.Event) -> None:
+def _collect(stream: IO[str], lines: list[str]) -> None:
     with stream:
         for line in stream:
             lines.append(line)
-            seen.set()
 
 
-@dataclass
-class Redis:
-    url: str
-    process: subprocess.Popen[str]
-    log: list[str]
+@dataclass(frozen=True)
+class Logged:
+    """One request line of HAProxy's log (``%ci %b/%s %ST %HM %HP %tsc``)."""
 
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[Redis]:
-    """redis-server on a free loopback port, ready when it says so; stopped afterwards."""
-    binary = need("redis-server", "redis-server")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    log: list[str] = []
-    try:
-        for line in proc.stdout:  # ends at its exit: the loop cannot hang on a dead child
-            log.append(line)
-            if "Ready to accept connections" in line:
-                break
-        else:
-            pytest.fail(f"redis-server exited with {proc.wait(5)}: {''.join(log)}")
-        reader = threading.Thread(
-            target=_collect, args=(proc.stdout, log, threading.Event()), daemon=True
-        )
-        reader.start()
-        yield Redis(f"redis://127.0.0.1:{port}/0", proc, log)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    server: str
+    status: int
+    path: str
+    # the sticky cookie's part of the termination state: "VN" a valid cookie routed it,
+    # "NI" there was none and HAProxy inserted one (haproxy docs, "8.5 Session state")
+    cookie: str
 
 
 @dataclass
 class Front:
-    """HAProxy from deploy/haproxy.cfg; ``log`` holds its request lines as they come."""
+    """HAProxy from deploy/haproxy.cfg; ``log`` holds its request lines as they come
+    (a WebSocket's ``101`` once the upgrade went through)."""
 
     url: str
     process: subprocess.Popen[str]
     log: list[str]
     stats: Path
 
-    def requests(self, path: str = "/socket.io/") -> list[tuple[str, int]]:
-        """(server, status) of every logged request for ``path``."""
+    def logged(self, path: str = "/socket.io/") -> list[Logged]:
+        """Every logged request for ``path``, in the order they ended."""
         out = []
-        for line in self.log:
-            m = re.match(r"\S+ hubs/(\S+) (-?\d+) \S+ (\S+) ", line)
+        for line in list(self.log):
+            m = re.match(r"\S+ hubs/(\S+) (-?\d+) \S+ (\S+) \S\S(\S\S)", line)
             if m and m.group(3) == path:
-                out.append((m.group(1), int(m.group(2))))
+                out.append(Logged(m.group(1), int(m.group(2)), path, m.group(4)))
         return out
 
-    def state(self, server: str) -> str:
-        """UP, DOWN, ... from ``show stat`` on the admin socket."""
+    def requests(self, path: str = "/socket.io/") -> list[tuple[str, int]]:
+        """(server, status) of every logged request for ``path``."""
+        return [(r.server, r.status) for r in self.logged(path)]
+
+    def command(self, line: str) -> str:
+        """One command on the admin socket (``show stat``, ``set server ...``); its answer."""
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(5)
             s.connect(str(self.stats))
-            s.sendall(b"show stat\n")
-            data = s.makefile().read()
-        for row in data.splitlines():
+            s.sendall(line.encode() + b"\n")
+            return s.makefile().read()
+
+    def stat(self, server: str) -> dict[str, str]:
+        """``server``'s row of ``show stat`` on the admin socket, by column name
+        (``status``: UP, DOWN, ...; ``scur``: connections it holds now)."""
+        rows = self.command("show stat").splitlines()
+        names = rows[0].removeprefix("# ").split(",")
+        for row in rows[1:]:
             fields = row.split(",")
             if fields[:2] == ["hubs", server]:
-                return fields[17]
+                return dict(zip(names, fields, strict=False))
         raise AssertionError(f"no server {server!r} in show stat")
+
+    def state(self, server: str) -> str:
+        """UP, DOWN, ... (``status`` of ``show stat``)."""
+        return self.stat(server)["status"]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
 
 
 def start_front(hubs: list[str], stats: Path) -> Front:
@@ -128,9 +143,7 @@ def start_front(hubs: list[str], stats: Path) -> Front:
     )
     assert proc.stdout is not None
     log: list[str] = []
-    threading.Thread(
-        target=_collect, args=(proc.stdout, log, threading.Event()), daemon=True
-    ).start()
+    threading.Thread(target=_collect, args=(proc.stdout, log), daemon=True).start()
     front = Front(f"http://127.0.0.1:{port}", proc, log, stats)
     # ready: a real GET through it reaches a hub (polled every 50 ms, bounded)
     for _ in range(int(TIMEOUT / 0.05)):
@@ -145,20 +158,25 @@ def start_front(hubs: list[str], stats: Path) -> Front:
         except OSError:
             pass
         time.sleep(0.05)
-    proc.terminate()
-    proc.wait(10)
+    front.stop()
     raise AssertionError(f"haproxy did not answer /healthz within {TIMEOUT:g} s: {''.join(log)}")
 
 
 @pytest.fixture
-def two_hubs() -> Iterator[list[HubProcess]]:
-    """Two plain hubs (no --redis yet) as subprocesses on free ports.
+def group_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own: the hubs use the default key prefix (the CLI
+    has no other), so two tests' groups must not share one."""
+    server = start_redis(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
 
-    A short ping interval: a long-polling GET is held that long, and a polling client's
-    disconnect waits for it.
-    """
-    args = ("--ping-interval", "1", "--ping-timeout", "5")
-    hubs = [spawn_hub(*args), spawn_hub(*args)]
+
+@pytest.fixture
+def two_hubs(group_redis: RedisServer) -> Iterator[list[HubProcess]]:
+    """Two ``python -m signaling --redis ...`` subprocesses on ``group_redis``."""
+    hubs = [spawn_hub("--redis", group_redis.url, *HUB_ARGS) for _ in range(2)]
     try:
         yield hubs
     finally:
@@ -176,8 +194,7 @@ def front(two_hubs: list[HubProcess], tmp_path: Path) -> Iterator[Front]:
     try:
         yield f
     finally:
-        f.process.terminate()
-        f.process.wait(10)
+        f.stop()
 
 
 def cookie_session(url: str, hub: str | None = None) -> aiohttp.ClientSession:
@@ -192,56 +209,73 @@ def cookie_session(url: str, hub: str | None = None) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(cookie_jar=jar)
 
 
-@dataclass
-class Client:
-    sio: socketio.AsyncClient
-    welcome: dict[str, Any]
+Connect = Callable[..., Awaitable[Party]]
 
 
 @pytest.fixture
-async def connect() -> AsyncIterator[Callable[..., Any]]:
-    """``await connect(url, hub=None, transports=["websocket"])``: a Socket.IO client
-    that got its welcome; all are closed afterwards."""
-    opened: list[tuple[socketio.AsyncClient, aiohttp.ClientSession]] = []
+async def connect() -> AsyncIterator[Connect]:
+    """``await connect(url, hub=None, transports=("websocket",), resume=None)``: a
+    :class:`~tests.hub.client.Party` that got its welcome, with its own cookie jar (pinned
+    to ``hub`` if given); ``resume=party`` resumes that party's session. All are closed
+    afterwards."""
+    opened: list[tuple[Party, aiohttp.ClientSession]] = []
 
-    async def open_client(
-        url: str, hub: str | None = None, transports: tuple[str, ...] = ("websocket",)
-    ) -> Client:
+    async def open_party(
+        url: str,
+        hub: str | None = None,
+        transports: tuple[str, ...] = ("websocket",),
+        resume: Party | None = None,
+    ) -> Party:
         http = cookie_session(url, hub)
-        sio = socketio.AsyncClient(reconnection=False, http_session=http)
-        opened.append((sio, http))
-        welcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        try:
+            if resume is not None:
+                party = await resume.resume(url, http_session=http)
+            else:
+                party = await Party(http_session=http).connect(url, transports=transports)
+        except BaseException:
+            await http.close()
+            raise
+        opened.append((party, http))
+        return party
 
-        def on_welcome(data: dict[str, Any]) -> None:
-            if not welcome.done():
-                welcome.set_result(data)
-
-        sio.on("welcome", on_welcome)
-        await sio.connect(url, transports=list(transports), wait_timeout=TIMEOUT)
-        return Client(sio, await asyncio.wait_for(welcome, TIMEOUT))
-
-    yield open_client
-    for sio, http in opened:
-        if sio.connected:
-            await sio.disconnect()
+    yield open_party
+    for party, http in opened:
+        await party.close()
         await http.close()
 
 
-async def sockets_on(hub: HubProcess) -> int:
+async def health(hub: HubProcess) -> tuple[int, dict[str, object]]:
+    """A hub's own ``GET /healthz``: HTTP status and body."""
     async with aiohttp.ClientSession() as http, http.get(f"{hub.url}/healthz") as r:
-        return int((await r.json())["sockets"])
+        return r.status, await r.json()
 
 
-async def until_sockets(hubs: list[HubProcess], counts: list[int]) -> None:
-    """Wait (bounded) until each hub reports that many open sockets."""
-    seen: list[int] = []
+async def until_held(front: Front, counts: dict[str, int]) -> None:
+    """Wait (bounded) until HAProxy holds that many connections to each named hub.
 
-    async def check() -> bool:
-        seen[:] = [await sockets_on(h) for h in hubs]
-        return seen == counts
-
-    for _ in range(int(TIMEOUT / 0.02)):
-        if await check():
+    HAProxy's count (``scur``), not the hubs': on one Redis every hub knows every
+    socket of the group, so only the front can tell which hub a client reached. A
+    WebSocket is one connection for its whole life; a polling request only while open.
+    """
+    seen: dict[str, int] = {}
+    for _ in range(int(TIMEOUT / 0.05)):
+        stats = await asyncio.to_thread(lambda: {s: front.stat(s) for s in counts})
+        seen = {server: int(row["scur"]) for server, row in stats.items()}
+        if seen == counts:
             return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"sockets per hub {seen}, expected {counts}")
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"HAProxy holds {seen} connections per hub, expected {counts}")
+
+
+async def until_state(front: Front, server: str, prefix: str) -> str:
+    """Wait (bounded) until HAProxy's state of ``server`` starts with ``prefix``; return it.
+
+    Read from the admin socket in a thread: the event loop keeps serving the test's
+    clients meanwhile."""
+    state = ""
+    for _ in range(int(TIMEOUT / 0.05)):
+        state = await asyncio.to_thread(front.state, server)
+        if state.startswith(prefix):
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"HAProxy kept {server} {state}, never {prefix}")

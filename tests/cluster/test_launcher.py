@@ -1,7 +1,7 @@
 """deploy/cluster.py (``make cluster``) as a real subprocess: it starts, serves, stops.
 
-Its hubs run tests/cluster/hub_without_redis.py until the hub accepts ``--redis``: the
-launcher still starts redis-server and passes ``--redis``, the wrapper drops it.
+It runs the real thing: redis-server on a Unix socket, two ``python -m signaling --redis``
+hubs on it and HAProxy; a call placed through its URL crosses both hubs.
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from deploy.cluster import free_port
-from tests.cluster.conftest import need
+from tests.cluster.conftest import Connect, need
 from tests.conftest import ROOT
-from tests.hub.client import offer, party
+from tests.hub.client import answer, offer
 
-WRAPPER = Path(__file__).with_name("hub_without_redis.py")
 LIMIT = 30.0
 
 
@@ -36,6 +34,7 @@ class Launcher:
     log: list[str]
     pids: dict[str, int]
     url: str = ""
+    redis: str = ""
 
     def until(self, pattern: str) -> re.Match[str]:
         """Read its output until ``pattern`` matches a line, at most LIMIT seconds."""
@@ -78,8 +77,7 @@ def launcher() -> Iterator[Launcher]:
     need("redis-server", "redis-server")
     need("haproxy", "haproxy")
     proc = subprocess.Popen(
-        [sys.executable, "deploy/cluster.py", "--port", str(free_port()),
-         "--hub-command", f"{sys.executable} {WRAPPER}"],
+        [sys.executable, "deploy/cluster.py", "--port", str(free_port())],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -92,6 +90,7 @@ def launcher() -> Iterator[Launcher]:
     la = Launcher(proc, lines, log, {})
     try:
         la.url = la.until(r"ready: open (http://\S+)/ ").group(1)
+        la.redis = la.until(r"  redis: (\S+)").group(1)
         la.until("Ctrl-C stops everything")
         yield la
     finally:
@@ -100,14 +99,26 @@ def launcher() -> Iterator[Launcher]:
             proc.wait(LIMIT)
 
 
-async def test_it_serves_calls_and_stops_everything_on_sigterm(launcher: Launcher) -> None:
+async def test_it_serves_calls_and_stops_everything_on_sigterm(
+    launcher: Launcher, connect: Connect
+) -> None:
     assert set(launcher.pids) == {"redis", "hub1", "hub2", "haproxy"}
-    caller = await party(launcher.url)
-    try:
-        ack = await caller.call("offer", offer("launcher"))
-        assert ack == {"ok": True, "role": "caller", "held": True}
-    finally:
-        await caller.close()
+    assert launcher.redis.startswith("unix:///"), launcher.redis
+    # pinned to different hubs: only a shared Redis gets the answer to the caller
+    caller = await connect(launcher.url, hub="hub1")
+    answerer = await connect(launcher.url, hub="hub2")
+    ack = await caller.call("offer", offer("launcher"))
+    assert ack == {"ok": True, "role": "caller", "held": True}
+    ack = await answerer.call("join", {"room": "launcher"})
+    assert ack["offer"] == offer("launcher")["description"]
+    await answerer.call("answer", answer("launcher"))
+    assert await caller.next("answer") == answer("launcher")
+    # HAProxy's lines (behind its name) show each party on the hub its cookie named
+    await caller.close()
+    await answerer.close()
+    launcher.until(r"\[haproxy\] \S+ hubs/hub1 101 GET /socket.io/ ")
+    launcher.until(r"\[haproxy\] \S+ hubs/hub2 101 GET /socket.io/ ")
+
     launcher.process.send_signal(signal.SIGTERM)
     assert launcher.process.wait(LIMIT) == 0
     launcher.until(r"\[cluster\] stopped")
