@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint sysdeps bench soak clean
+.PHONY: setup run cluster test lint sysdeps bench soak clean
 
 FIREFOX_DRIVER := tests/browser/firefox_driver
 
@@ -38,9 +38,16 @@ $(FIREFOX_DRIVER)/node_modules/.package-lock.json: $(FIREFOX_DRIVER)/package.jso
 run: setup
 	$(PY) -m signaling --host $(HOST) --port $(PORT)
 
+# Redis, two hubs on it and HAProxy in front on 127.0.0.1:$(CLUSTER_PORT), until Ctrl-C
+# (deploy/cluster.py; docs/deploy.md, "Several hub processes")
+CLUSTER_PORT ?= 8080
+cluster: setup sysdeps
+	$(PY) deploy/cluster.py --port $(CLUSTER_PORT)
+
 # Installs the Debian packages the tests drive (browsers, X server, coturn, redis-server,
-# OpenCV's libGL, ip and iptables for the network-namespace tests, GStreamer's webrtcbin
-# for the system python3) when they are missing and we are root; otherwise the tests say what to install.
+# haproxy, OpenCV's libGL, ip and iptables for the network-namespace tests, GStreamer's
+# webrtcbin for the system python3) when they are missing and we are root; otherwise the
+# tests say what to install.
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
@@ -48,6 +55,7 @@ sysdeps:
 	command -v Xvfb >/dev/null || missing="$$missing xvfb xauth"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
 	ldconfig -p | grep -q libGL.so.1 || missing="$$missing libgl1 libglib2.0-0"; \
@@ -64,9 +72,9 @@ sysdeps:
 	fi
 
 lint: setup
-	$(VENV)/bin/ruff check signaling peer tests bench
-	$(VENV)/bin/ruff format --check signaling peer tests bench
-	$(VENV)/bin/mypy signaling peer bench
+	$(VENV)/bin/ruff check signaling peer tests bench deploy
+	$(VENV)/bin/ruff format --check signaling peer tests bench deploy
+	$(VENV)/bin/mypy signaling peer bench deploy tests/cluster
 
 test: setup sysdeps lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)

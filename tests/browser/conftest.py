@@ -13,7 +13,7 @@ import asyncio
 import json
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,10 +167,18 @@ async def page_keeper(artifacts_dir: Path) -> AsyncIterator[PageKeeper]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def open_page(browser: Browser, page_keeper: PageKeeper) -> OpenPage:
-    """``await open_page(url, label)``: a page in its own context, kept for the artifacts."""
+    """``await open_page(url, label)``: a page in its own context, kept for the artifacts.
+
+    ``cookies={"name": "value"}`` are set in that context for ``url``'s site before the
+    page loads."""
 
     async def _open(
-        url: str, label: str, *, on: Browser | None = None, phone: bool = False
+        url: str,
+        label: str,
+        *,
+        on: Browser | None = None,
+        phone: bool = False,
+        cookies: Mapping[str, str] | None = None,
     ) -> Page:
         size: ViewportSize = (
             {"width": 390, "height": 844} if phone else {"width": 1280, "height": 800}
@@ -180,6 +188,10 @@ async def open_page(browser: Browser, page_keeper: PageKeeper) -> OpenPage:
         context = await (on or browser).new_context(
             viewport=size, is_mobile=phone, has_touch=phone, bypass_csp=True
         )
+        if cookies:  # before the first request: e.g. a load balancer's sticky cookie
+            await context.add_cookies(
+                [{"name": k, "value": v, "url": url} for k, v in cookies.items()]
+            )
         page = await context.new_page()
         entry = Opened(label, page, context.close, [])
         page.on("console", lambda m: entry.console.append(f"{m.type}: {m.text}"))
@@ -299,16 +311,26 @@ StartPeer = Callable[..., Awaitable[Peer]]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def start_peer(hub_process: HubProcess, artifacts_dir: Path) -> AsyncIterator[StartPeer]:
-    """``await start_peer(room, role, *flags)``: a Python peer, killed if still running."""
+async def start_peer(
+    request: pytest.FixtureRequest, artifacts_dir: Path
+) -> AsyncIterator[StartPeer]:
+    """``await start_peer(room, role, *flags)``: a Python peer, killed if still running.
+
+    It calls through the session's ``hub_process`` unless ``server=URL`` names another
+    hub (or a load balancer in front of several)."""
     async with AsyncExitStack() as stack:
         peers: list[Peer] = []
 
-        async def _start(room: str, role: str, *flags: str, chat: bool = False) -> Peer:
+        async def _start(
+            room: str, role: str, *flags: str, chat: bool = False, server: str | None = None
+        ) -> Peer:
+            if server is None:  # only then: a test with its own hub starts no session hub
+                hub_process: HubProcess = request.getfixturevalue("hub_process")
+                server = hub_process.url
             label = f"peer-{role}"
             stats = artifacts_dir / f"{label}.stats.json"
             log = stack.enter_context((artifacts_dir / f"{label}.stderr.txt").open("wb"))
-            args = ["--server", hub_process.url, "--room", room, "--role", role, "--no-mdns"]
+            args = ["--server", server, "--room", room, "--role", role, "--no-mdns"]
             args += ["--video", "testsrc", "--timeout", "30", "--stats-json", str(stats)]
             if chat:
                 args.append("--chat")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import aiohttp
 import socketio
 
 HUB_EVENTS = ("offer", "answer", "candidate", "hangup", "rooms")
@@ -14,11 +15,16 @@ TIMEOUT = 10.0
 
 
 class Party:
-    """One client. Room events must carry ``seq`` 1, 2, 3...; :meth:`next` checks and strips it."""
+    """One client. Room events must carry ``seq`` 1, 2, 3...; :meth:`next` checks and strips it.
 
-    def __init__(self, last_seq: int = 0) -> None:
+    ``http_session`` carries cookies (a load balancer's sticky one); its owner closes it.
+    """
+
+    def __init__(
+        self, last_seq: int = 0, *, http_session: aiohttp.ClientSession | None = None
+    ) -> None:
         self.last_seq = last_seq
-        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio = socketio.AsyncClient(reconnection=False, http_session=http_session)
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.welcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.sio.on("welcome", self._on_welcome)
@@ -31,8 +37,10 @@ class Party:
     def _on_any(self, event: str, data: Any = None) -> None:
         self.events.put_nowait((event, data))
 
-    async def connect(self, url: str, **auth: Any) -> Party:
-        await self.sio.connect(url, auth=auth or None, transports=["websocket"], wait_timeout=10)
+    async def connect(
+        self, url: str, *, transports: Sequence[str] = ("websocket",), **auth: Any
+    ) -> Party:
+        await self.sio.connect(url, auth=auth or None, transports=list(transports), wait_timeout=10)
         await asyncio.wait_for(self.welcome, TIMEOUT)
         return self
 
@@ -65,10 +73,18 @@ class Party:
     def session(self) -> str:
         return str(self.welcome.result()["session"])
 
-    async def resume(self, url: str, last_seq: int | None = None, **auth: Any) -> Party:
+    async def resume(
+        self,
+        url: str,
+        last_seq: int | None = None,
+        *,
+        http_session: aiohttp.ClientSession | None = None,
+        **auth: Any,
+    ) -> Party:
         """A new connection resuming this session from ``last_seq`` (default: all seen)."""
         seen = self.last_seq if last_seq is None else last_seq
-        return await Party(seen).connect(url, session=self.session, lastSeq=seen, **auth)
+        resumed = Party(seen, http_session=http_session)
+        return await resumed.connect(url, session=self.session, lastSeq=seen, **auth)
 
     async def close(self) -> None:
         if self.sio.connected:
