@@ -5,8 +5,9 @@ nothing written to disk: a demo), ``python -m signaling --port 0 --redis
 unix:///TMP/redis.sock`` twice and ``haproxy -f deploy/haproxy.cfg`` on
 ``127.0.0.1:8080``, each after the one before is ready (a log line, then a GET through
 HAProxy). Every child's output is printed with its name in front. Ctrl-C or SIGTERM stops
-them all, HAProxy first and Redis last; when a child dies on its own, the rest are stopped
-too and the launcher exits 1 naming it. Children run in their own session (a terminal's
+them all, HAProxy first and Redis last. A hub that dies on its own is reported and the
+other carries on (that is what the group is for); when Redis, HAProxy or the last hub
+dies, the rest are stopped too and the launcher exits 1 naming it. Children run in their own session (a terminal's
 Ctrl-C reaches only the launcher, which stops them in order) and get SIGTERM should the
 launcher itself be killed.
 """
@@ -266,12 +267,19 @@ async def _supervise(opts: Options, rundir: Path, children: list[Child]) -> None
         asyncio.ensure_future(c.process.wait()): c for c in children if c.process is not None
     }
     try:
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        while True:
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            dead = {t: waiters.pop(t) for t in done}
+            names = ", ".join(f"{c.name} (exit {t.result()})" for t, c in dead.items())
+            alive = [c.name for c in waiters.values() if c.name in hubs]
+            # a hub's death is what the group exists for: the others carry its sessions
+            if all(c.name in hubs for c in dead.values()) and alive:
+                say(f"{names} died; {', '.join(alive)} carries on (its clients resume there)")
+                continue
+            raise ClusterError(f"{names} died")
     finally:
         for task in waiters:
             task.cancel()
-    names = ", ".join(f"{waiters[t].name} (exit {t.result()})" for t in done)
-    raise ClusterError(f"{names} died")
 
 
 async def _until_ready_or_dead(ready: Coroutine[Any, Any, None], child: Child) -> None:

@@ -6,6 +6,7 @@ hubs on it and HAProxy; a call placed through its URL crosses both hubs.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import re
@@ -125,9 +126,23 @@ async def test_it_serves_calls_and_stops_everything_on_sigterm(
     assert all(gone(pid) for pid in launcher.pids.values()), launcher.pids
 
 
-def test_a_dead_child_stops_the_rest_and_fails_naming_it(launcher: Launcher) -> None:
+async def test_a_killed_hub_leaves_the_other_serving_and_redis_death_stops_all(
+    launcher: Launcher, connect: Connect
+) -> None:
+    caller = await connect(launcher.url, hub="hub1")
+    assert (await caller.call("offer", offer("held")))["held"] is True
     os.kill(launcher.pids["hub1"], signal.SIGKILL)
-    assert launcher.process.wait(LIMIT) == 1
-    launcher.until(r"hub1 \(exit -9\) died; stopping the rest")
+    launcher.until(r"hub1 \(exit -9\) died; hub2 carries on")
+    # the held offer outlived its hub: an answerer through HAProxy gets it from hub2
+    answerer = await connect(launcher.url)
+    ack = await answerer.call("join", {"room": "held"})
+    assert ack["offer"] == offer("held")["description"]
+    await answerer.close()
+    await caller.close()
+    assert launcher.process.poll() is None
+    # what the group cannot do without: the launcher stops and fails naming it
+    os.kill(launcher.pids["redis"], signal.SIGKILL)
+    assert await asyncio.to_thread(launcher.process.wait, LIMIT) == 1
+    launcher.until(r"redis \(exit -9\) died; stopping the rest")
     launcher.until(r"\[cluster\] stopped")
     assert all(gone(pid) for pid in launcher.pids.values()), launcher.pids
