@@ -7,9 +7,9 @@ unix:///TMP/redis.sock`` twice and ``haproxy -f deploy/haproxy.cfg`` on
 HAProxy). Every child's output is printed with its name in front. Ctrl-C or SIGTERM stops
 them all, HAProxy first and Redis last. A hub that dies on its own is reported and the
 other carries on (that is what the group is for); when Redis, HAProxy or the last hub
-dies, the rest are stopped too and the launcher exits 1 naming it. Children run in their own session (a terminal's
-Ctrl-C reaches only the launcher, which stops them in order) and get SIGTERM should the
-launcher itself be killed.
+dies, the rest are stopped too and the launcher exits 1 naming it. Children run in their
+own session (a terminal's Ctrl-C reaches only the launcher, which stops them in order) and
+get SIGTERM should the launcher itself be killed.
 """
 
 from __future__ import annotations
