@@ -85,6 +85,11 @@ log = logging.getLogger(__name__)
 
 CHAT_LABEL = "chat"
 STATS_INTERVAL = 1.0
+# Silence on the media path, in seconds, after which its close reads as the other side
+# vanishing rather than hanging up: a live call carries RTCP every 0.5-1.5 s (RFC 3550
+# section 6.2) and a hang-up's DTLS close_notify is itself a packet in, while aiortc
+# reports ICE consent expiry (RFC 7675: ~30 s without an answer) as ``closed`` too.
+MEDIA_SILENCE = 5.0
 
 
 class SignalingState(StrEnum):
@@ -239,6 +244,8 @@ class Call:
         self.signaling_state = SignalingState.UP
         self.signaling_states: list[SignalingState] = [SignalingState.UP]
         self.peer_away = False
+        # the hub ended the other side's session (``peer_left``) while the media was up
+        self.peer_gone = False
         self.inbox: asyncio.Queue[CallEvent] = asyncio.Queue()
         self.turn = TurnChoice(None)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -289,7 +296,9 @@ class Call:
     def notes(self) -> list[str]:
         """Words for the status line about the hub link and the other side's link."""
         notes = [SIGNALING_WORDS[self.signaling_state]]
-        if self.peer_away:
+        if self.peer_gone:
+            notes.append("other side's signaling gone")
+        elif self.peer_away:
             notes.append("other side reconnecting")
         return [n for n in notes if n]
 
@@ -577,16 +586,22 @@ class Call:
 
     # -- the loop --------------------------------------------------------------
 
-    def _on_connection(self, state: str) -> str | None:
+    async def _on_connection(self, state: str) -> str | None:
         """Follow the connection state; return an end reason when it ends the call.
 
         Once the call is connected the media path no longer needs the hub, so its end is
-        read here too: ``closed`` (the other side closed DTLS: it hung up) or ``failed``
-        ends the call whether or not signaling is up, e.g. after a hub restart.
+        read here too, whether or not signaling is up (e.g. after a hub restart):
+        ``failed`` is a media failure; ``closed`` is a hang-up (the other side closed
+        DTLS) unless nothing came in for ``MEDIA_SILENCE`` seconds before it: then the
+        transport died under the call (the other side vanished) and the call failed.
         """
         log.info("room=%s connection state %s", self.room, state)
         match state:
             case "closed" if self.phase == Phase.CONNECTED and not self._closed:
+                with contextlib.suppress(Exception):  # a closing pc may refuse getStats
+                    await self.collect_stats()
+                if self.stats.silence(self.clock()) > MEDIA_SILENCE:
+                    raise self._lost_after_connected("closed")
                 log.warning(
                     "room=%s the %s closed the media connection: it hung up (%s)",
                     self.room,
@@ -597,14 +612,7 @@ class Call:
                 self.end_reason = str(HangupReason.HANGUP)
                 return self.end_reason
             case "failed" if self.phase == Phase.CONNECTED:
-                self._set_phase(Phase.ENDED)
-                self.end_reason = "failed"
-                raise MediaError(
-                    f"the media connection with the {self.other} in room {self.room!r} "
-                    f"failed after the call was connected: ICE {self.pc.iceConnectionState}, "
-                    f"{self.remote_ice.summary()} (the {self.other} vanished or the network "
-                    "between us went away)"
-                )
+                raise self._lost_after_connected("failed")
             case "connecting" if self.phase == Phase.WAITING:
                 self._set_phase(Phase.CONNECTING)
             case "connected" if self.phase in (Phase.WAITING, Phase.CONNECTING):
@@ -616,6 +624,23 @@ class Call:
             case "failed":
                 raise self._failure()
         return None
+
+    def _lost_after_connected(self, state: str) -> MediaError:
+        """End the call as a media failure: the media path died under a connected call."""
+        self._set_phase(Phase.ENDED)
+        self.end_reason = "failed"
+        if self.peer_gone:
+            why = f"the {self.other} is gone: the hub had already ended its session"
+        elif self.peer_away:
+            why = f"the {self.other} is gone: its signaling had dropped first"
+        else:
+            why = f"the {self.other} vanished or the network between us went away"
+        silence = self.stats.silence(self.clock())
+        return MediaError(
+            f"the media connection with the {self.other} in room {self.room!r} "
+            f"{state} after the call was connected, nothing received for {silence:.0f} s: "
+            f"ICE {self.pc.iceConnectionState}, {self.remote_ice.summary()} ({why})"
+        )
 
     def _log_pair(self) -> None:
         self.stats.pair = pair = selected_pair(self.pc)
@@ -763,6 +788,9 @@ class Call:
                 log.info("room=%s remote ended the call: %s", self.room, reason)
                 if reason == HangupReason.EXPIRED and not self.connected.is_set():
                     raise CallTimeout(f"room {self.room!r} expired on the hub before anyone came")
+                if reason == HangupReason.PEER_LEFT and self.phase == Phase.CONNECTED:
+                    self._on_peer_gone()
+                    return None
                 if self.phase == Phase.CONNECTING:
                     # the other side gave up while ICE was still checking: a failed call
                     raise MediaError(
@@ -773,7 +801,7 @@ class Call:
                 self.end_reason = reason
                 return reason
             case ConnectionChanged(state):
-                return self._on_connection(state)
+                return await self._on_connection(state)
             case HangupRequested(reason):
                 await self.hangup(reason)
                 return reason
@@ -797,6 +825,21 @@ class Call:
                 log.info("room=%s the other side's signaling is back", self.room)
                 self.peer_away = False
         return None
+
+    def _on_peer_gone(self) -> None:
+        # ``peer_left`` says the other side's *signaling* ended (it vanished, or its grace
+        # ran out while its hub link was down), not that it hung up: a hang-up arrives as
+        # ``hangup`` and closes DTLS. Once connected the media path does not need the hub,
+        # so the call goes on while media flows; a peer that is really gone fails ICE
+        # consent freshness (RFC 7675, ~30 s) and the call ends as a media failure.
+        self.peer_gone = True
+        self.peer_away = False
+        log.warning(
+            "room=%s the hub ended the %s's session (peer_left); the media is connected, so "
+            "the call goes on until it ends",
+            self.room,
+            self.other,
+        )
 
     def _on_session_gone(self, reason: str) -> None:
         if not self._in_room:
@@ -839,7 +882,10 @@ class Call:
         report = await self.pc.getStats()
         inbound: int | None = None
         reported: int | None = None
+        packets = 0
         for item in report.values():
+            if item.type == "transport":
+                packets += getattr(item, "packetsReceived", 0) or 0
             if getattr(item, "kind", None) != "video":
                 continue
             if item.type == "inbound-rtp" and hasattr(item, "bytesReceived"):
@@ -849,6 +895,7 @@ class Call:
             elif item.type == "remote-inbound-rtp" and item.roundTripTime is not None:
                 self.stats.on_rtt(item.roundTripTime * 1000)
         # aiortc's inbound-rtp has no byte count; the sender's reports (RTCP SR) do
+        self.stats.on_transport_packets(self.clock(), packets)
         self.stats.pair = selected_pair(self.pc) or self.stats.pair
         received = inbound if inbound is not None else reported
         if received is not None:

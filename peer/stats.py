@@ -54,6 +54,9 @@ class CallStats:
     _bytes: deque[tuple[float, int]] = field(default_factory=deque)
     _first_bytes: tuple[float, int] | None = None
     _frame_times: deque[float] = field(default_factory=deque)
+    # when the transport's received-packet count (DTLS, SRTP, SRTCP) last grew
+    heard_at: float | None = None
+    _transport_packets: int | None = None
 
     def on_connected(self, now: float) -> None:
         if self.connected_at is None:
@@ -104,6 +107,17 @@ class CallStats:
         while len(self._bytes) > 2 and now - self._bytes[0][0] > LIVE_WINDOW:
             self._bytes.popleft()
 
+    def on_transport_packets(self, now: float, packets: int) -> None:
+        """Feed the transports' ``packetsReceived`` (all of DTLS, SRTP and SRTCP)."""
+        if packets != self._transport_packets:
+            self._transport_packets = packets
+            self.heard_at = now
+
+    def silence(self, now: float) -> float:
+        """Seconds since the media path last carried a packet in (from connection on)."""
+        since = self.heard_at if self.heard_at is not None else self.connected_at
+        return 0.0 if since is None else max(now - since, 0.0)
+
     def on_rtt(self, rtt_ms: float) -> None:
         self.rtt_ms = rtt_ms
 
@@ -126,14 +140,27 @@ class CallStats:
             return None
         return self._rate(self._first_bytes, self._bytes[-1])
 
-    def live(self) -> dict[str, float | None]:
-        """Figures over the last couple of seconds, for the status line."""
+    def live(self, now: float | None = None) -> dict[str, float | None]:
+        """Figures over the last ``LIVE_WINDOW`` seconds before ``now``, for the status line.
+
+        ``now`` is the stats clock (default: the newest reading's time). Frames that stop
+        read as 0 fps once the window has no frame in it, and a bitrate whose newest
+        sender report is more than two windows old reads as unknown (``None``): a
+        status line must not repeat the last good figures under a call whose media died.
+        """
         times = self._frame_times
+        if now is None:
+            now = max([*list(times)[-1:], *[at for at, _ in list(self._bytes)[-1:]]], default=0.0)
+        recent_frames = [t for t in times if now - t <= LIVE_WINDOW]
         fps = None
+        if times and not recent_frames:
+            fps = 0.0
         # under half a second of history, a burst of queued frames reads as a silly rate
-        if len(times) > 1 and times[-1] - times[0] >= 0.5:
-            fps = (len(times) - 1) / (times[-1] - times[0])
-        kbps = self._rate(self._bytes[0], self._bytes[-1]) if len(self._bytes) > 1 else None
+        elif len(recent_frames) > 1 and recent_frames[-1] - recent_frames[0] >= 0.5:
+            fps = (len(recent_frames) - 1) / (recent_frames[-1] - recent_frames[0])
+        kbps = None
+        if len(self._bytes) > 1 and now - self._bytes[-1][0] <= 2 * LIVE_WINDOW:
+            kbps = self._rate(self._bytes[0], self._bytes[-1])
         recent = self.latencies_ms[-30:]
         return {
             "fps": fps,

@@ -52,7 +52,7 @@ class StatusLine:
     def update(self) -> None:
         call = self.call
         notes = call.notes
-        text = format_status(call.phase, call.options.role, call.stats.live(), notes)
+        text = format_status(call.phase, call.options.role, call.stats.live(call.clock()), notes)
         if self.tty:
             pad = max(len(self._last_text) - len(text), 0)
             self.stream.write("\r" + text + " " * pad)

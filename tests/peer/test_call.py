@@ -170,7 +170,9 @@ async def test_expired_room_ends_a_waiting_caller() -> None:
 
 
 @pytest.mark.slow
-async def test_peer_left_ends_the_call_cleanly(hub: RunningHub) -> None:
+async def test_peer_left_leaves_a_call_whose_media_flows(hub: RunningHub) -> None:
+    """``peer_left`` ends the other side's signaling, not the call: the media goes on,
+    and a hang-up over DTLS alone (no hub to say it) still ends the call as a hang-up."""
     async with (
         side(hub.url, "caller", "left") as caller,
         side(hub.url, "answerer", "left") as answerer,
@@ -179,13 +181,19 @@ async def test_peer_left_ends_the_call_cleanly(hub: RunningHub) -> None:
         await answerer.call.start()
         caller_run = asyncio.create_task(caller.call.run(connect_timeout=30))
         answerer_run = asyncio.create_task(answerer.call.run(connect_timeout=30))
-        await asyncio.wait_for(caller.call.first_frame.wait(), 30)
+        await asyncio.wait_for(answerer.call.first_frame.wait(), 30)
+        await caller.client.close()  # the caller's session ends (bye); its media does not
+        await wait_until(lambda: answerer.call.peer_gone)
+        frames = answerer.call.stats.frames_received
+        await wait_until(lambda: answerer.call.stats.frames_received > frames + 20)
+        assert not answerer_run.done() and answerer.call.phase == Phase.CONNECTED
+        assert "other side's signaling gone" in answerer.call.notes
         caller_run.cancel()
-        await caller.client.close()  # the caller vanishes without a hangup
-        assert await asyncio.wait_for(answerer_run, 15) == "peer_left"
-        assert answerer.call.phases == FULL
         with contextlib.suppress(asyncio.CancelledError):
             await caller_run
+        await caller.call.close()  # DTLS close_notify: the only word of the hang-up
+        assert await asyncio.wait_for(answerer_run, 15) == "hangup"
+        assert answerer.call.phases == FULL
 
 
 async def test_phase_changes_are_guarded(hub: RunningHub) -> None:

@@ -117,6 +117,29 @@ async def test_exit_4_no_answerer_before_timeout(hub: RunningHub, tmp_path: Path
     assert "no answerer" in written["error"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_exit_4_when_the_other_peer_is_killed_mid_call(hub: RunningHub) -> None:
+    """SIGKILL: no hang-up on the hub nor over DTLS; the survivor's media goes silent and
+    ICE consent (RFC 7675) expires: a media failure, not a hang-up with exit 0."""
+    common = ["--server", hub.url, "--room", "killed", *SMALL]
+    caller = await start_cli(*common, "--role", "caller")
+    answerer = await start_cli(*common, "--role", "answerer")
+    assert answerer.stderr is not None
+    while b"connected |" not in await asyncio.wait_for(answerer.stderr.readline(), 60):
+        pass
+    caller.kill()
+    await caller.wait()
+    done = await finish(answerer, limit=90)
+    assert done.code == 4, done.stderr
+    assert re.fullmatch(
+        r"p2pcall-peer: the media connection with the caller in room 'killed' closed after "
+        r"the call was connected, nothing received for \d+ s: .* \(the caller is gone: .*\)",
+        done.last_error_line,
+    ), done.last_error_line
+    assert "Traceback" not in done.stderr and "call ended" not in done.stderr
+
+
 async def test_exit_4_show_without_display(hub: RunningHub) -> None:
     done = await run_cli(
         "--server", hub.url, "--room", "r", "--role", "caller", "--show", env={"DISPLAY": ""}
