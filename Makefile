@@ -74,7 +74,7 @@ sysdeps:
 lint: setup
 	$(VENV)/bin/ruff check signaling peer tests bench deploy
 	$(VENV)/bin/ruff format --check signaling peer tests bench deploy
-	$(VENV)/bin/mypy signaling peer bench deploy tests/cluster
+	$(VENV)/bin/mypy signaling peer bench deploy tests
 
 test: setup sysdeps lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)

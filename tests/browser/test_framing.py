@@ -17,7 +17,7 @@ from aiohttp import web
 from playwright.async_api import Browser, Frame, Page
 
 from tests.browser.conftest import Opened, OpenPage, PageKeeper, PrivateHub
-from tests.browser.pages import page_url, wait_state
+from tests.browser.pages import page_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
@@ -170,6 +170,9 @@ async def test_framed_page_waits_for_a_click(open_page: OpenPage, private_hub: P
                 assert state["heldOffers"] == 0, state
 
                 await frame.get_by_role("button", name="Call", exact=True).click()
-                await wait_state(frame, "waiting")
+                # a Frame is not a whole CallPage (no screenshot): wait on its state directly
+                await frame.wait_for_function(
+                    "document.body.dataset.callState === 'waiting'", timeout=EVENT_TIMEOUT_MS
+                )
                 state = await health(client, hub.url)
                 assert state["heldOffers"] == 1, state

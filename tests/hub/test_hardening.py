@@ -51,7 +51,7 @@ async def _open(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSo
 
 async def _closed(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
     """Read until the hub closes the WebSocket; return the Socket.IO packets seen first."""
-    seen = []
+    seen: list[str] = []
     async with asyncio.timeout(WAIT):
         while True:
             msg = await ws.receive()

@@ -696,7 +696,7 @@ async def test_silent_dtls_peer_times_out_naming_dtls(hub: RunningHub) -> None:
             return None
 
         for transceiver in caller.pc.getTransceivers():
-            transceiver.receiver.transport.start = never  # type: ignore[method-assign]
+            transceiver.receiver.transport.start = never  # type: ignore[method-assign,assignment]
         await caller.offer()
         async with side(hub.url, "answerer", room, video="none") as me:
             await me.call.start()

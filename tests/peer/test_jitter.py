@@ -208,7 +208,7 @@ def test_rejects_a_bad_wait() -> None:
 
 
 def buffer_of(transceiver: RTCRtpTransceiver) -> JitterBuffer:
-    return transceiver.receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined,no-any-return]
+    return transceiver.receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
 
 
 async def test_install_patches_video_receivers_of_that_pc_only() -> None:

@@ -74,14 +74,16 @@ async def test_frames_complete_and_in_order_with_install_on_both_peers(codec: st
     install(caller)
     install(answerer)
     source = CountedFlatTrack()
-    received: asyncio.Queue[av.VideoFrame] = asyncio.Queue()
+    received: asyncio.Queue[av.VideoFrame] = asyncio.Queue()  # video tracks give VideoFrames
     reader: list[asyncio.Task[None]] = []
 
     @answerer.on("track")
     def on_track(track: MediaStreamTrack) -> None:
         async def read() -> None:
             while True:
-                received.put_nowait(await track.recv())
+                frame = await track.recv()
+                assert isinstance(frame, av.VideoFrame)
+                received.put_nowait(frame)
 
         reader.append(asyncio.ensure_future(read()))
 
@@ -108,7 +110,8 @@ async def test_frames_complete_and_in_order_with_install_on_both_peers(codec: st
         await answerer.close()
 
     # pts come back through the 90 kHz RTP clock, rounded by the encoder's time base.
-    assert [round(f.pts / STEP) for f in frames] == list(range(FRAMES))
+    assert all(f.pts is not None for f in frames)
+    assert [round((f.pts or 0) / STEP) for f in frames] == list(range(FRAMES))
     assert {(f.width, f.height) for f in frames} == {(WIDTH, HEIGHT)}
     levels = [float(f.to_ndarray(format="yuv420p")[:HEIGHT].mean()) for f in frames]
     assert [round(level) for level in levels] == pytest.approx(

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import gi
 
@@ -33,6 +35,12 @@ REPORT_AT = (1, 10, 30)
 def say(message: dict[str, object]) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
+
+
+def once(fn: Callable[..., None], *args: Any) -> bool:
+    """A GLib source callback that runs ``fn`` one time (False: remove the source)."""
+    fn(*args)
+    return False
 
 
 class Caller:
@@ -69,7 +77,7 @@ class Caller:
         reply = promise.get_reply()
         offer = reply.get_value("offer") if reply is not None else None
         if offer is None:  # caps not known yet: ask again once they are
-            GLib.timeout_add(100, lambda: self.on_negotiation_needed(element) and False)
+            GLib.timeout_add(100, once, self.on_negotiation_needed, element)
             return
         element.emit("set-local-description", offer, Gst.Promise.new())
         say({"offer": offer.sdp.as_text()})
@@ -99,7 +107,7 @@ class Caller:
         self.received += 1
         if self.received in REPORT_AT:
             count = self.received
-            GLib.idle_add(lambda: say({"received": count}) and False)
+            GLib.idle_add(once, say, {"received": count})
 
     def on_stdin(self, fd: int, condition: int) -> bool:
         line = sys.stdin.readline()
