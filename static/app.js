@@ -48,6 +48,7 @@ const debug = {
   chat: [],
   notices: [], // every notice shown, in order (hub link, the other side's link)
   peerAway: false,
+  peerGone: false,
   hubResumes: 0,
   lobbyWatched: 0, // how many times the lobby was (re)subscribed: once per hub connection
   stats: null,
@@ -349,6 +350,7 @@ function wireCall(call, ctx) {
   call.addEventListener("notice", (e) => {
     debug.notices.push(e.detail.text);
     debug.peerAway = call.peerAway;
+    debug.peerGone = call.peerGone;
     ui.showMessage({ text: e.detail.text, kind: e.detail.kind });
   });
 }

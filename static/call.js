@@ -53,6 +53,8 @@ export class Call extends EventTarget {
     this._listeners = [];
     this._beforeBlip = null; // the state to return to when the hub link is back
     this.peerAway = false;
+    // the hub ended the other side's session (`peer_left`) while the media was connected
+    this.peerGone = false;
     this._iceServers = iceServers;
     // "relay" keeps only TURN-relayed candidates: proves a TURN setup, hides host addresses
     this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy });
@@ -226,6 +228,17 @@ export class Call extends EventTarget {
       });
     });
     on(Event.HANGUP, (p) => {
+      if (p.reason === HangupReason.PEER_LEFT && this.pc.connectionState === "connected") {
+        // peer_left ends the other side's signaling (it vanished, or its grace ran out
+        // while its hub link was down), not its media: a hang-up comes as `hangup`. The
+        // call goes on while the media flows; a peer really gone fails ICE consent.
+        this.peerGone = true;
+        this.peerAway = false;
+        this._notice(
+          "The other side's link to the hub is gone; the call goes on while its media flows.",
+        );
+        return;
+      }
       if (p.reason === HangupReason.EXPIRED) {
         this._setState(CallState.ENDED, PageError.EXPIRED);
       } else if (p.reason === HangupReason.PEER_LEFT) {
@@ -351,6 +364,10 @@ export class Call extends EventTarget {
       this._setState(CallState.CONNECTED);
     } else if (s === "disconnected") {
       this._setState(CallState.RECONNECTING);
+    } else if (s === "failed" && this.peerGone) {
+      // nobody left on the hub to restart ICE with: the other side has gone
+      this._setState(CallState.ENDED, PageError.PEER_LEFT);
+      this._close();
     } else if (s === "failed") {
       if (this.role === Role.CALLER && !this._restarted) {
         this._restarted = true;

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import OpenPage, StartPeer
-from tests.browser.pages import call_info, page_url, wait_frames, wait_state
+from tests.browser.pages import call_info, page_url, wait_frames, wait_state, wait_until
 from tests.conftest import HubProcess
+from tests.peer.pair import side
 
 pytestmark = [
     pytest.mark.slow,
@@ -78,3 +82,29 @@ async def test_lobby_shows_python_caller(
     assert await wait_frames(visitor, 20) >= 20
     assert await peer.wait() == 0, peer.log()
     assert peer.stats()["frames_received"] > 0
+
+
+async def test_peer_left_leaves_a_call_whose_media_flows(
+    hub_process: HubProcess, open_page: OpenPage
+) -> None:
+    """``peer_left`` ends the other side's signaling, not the call: the page keeps the call
+    while frames arrive, and ends it ("left the call") once that side's media stops too."""
+    room = "py-left"
+    page = await open_page(page_url(hub_process.url, room=room, role="caller", auto="1"), "left")
+    await wait_state(page, "waiting")
+    async with side(hub_process.url, "answerer", room) as answerer:
+        await answerer.call.start()
+        run = asyncio.create_task(answerer.call.run(connect_timeout=30))
+        assert await wait_state(page, "connected", "failed") == "connected", await call_info(page)
+        frames = await wait_frames(page, 10)
+        await answerer.client.close()  # bye: the hub tells the page peer_left; media goes on
+        await wait_until(page, "window.p2pcall.peerGone", None, "the page never saw peer_left")
+        assert await wait_frames(page, frames + 30) >= frames + 30
+        assert await wait_state(page, "connected") == "connected"
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        await answerer.call.close()  # the media ends too: DTLS close, no word on the hub
+        assert await wait_state(page, "ended", timeout_ms=60_000) == "ended"
+        info = await call_info(page)
+        assert "left the call" in info["message"], info
