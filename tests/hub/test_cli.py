@@ -11,7 +11,13 @@ import urllib.request
 import pytest
 
 from signaling.cli import main
-from signaling.config import Config, ConfigError, config_from_args, parse_ice_server
+from signaling.config import (
+    NUMBER_FLAGS,
+    Config,
+    ConfigError,
+    config_from_args,
+    parse_ice_server,
+)
 from signaling.edge import fd_limit_target
 from tests.conftest import ROOT, spawn_hub
 
@@ -86,9 +92,77 @@ def test_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
         config_from_args(argv, environ={})
 
 
-def test_bad_environment_value_names_the_flag() -> None:
-    with pytest.raises(ConfigError, match=r"^--port:"):
-        config_from_args([], environ={"SIGNALING_PORT": "eighty"})
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SIGNALING_PORT": "abc"}, "SIGNALING_PORT (--port): expected an integer, got 'abc'"),
+        ({"SIGNALING_PORT": "70000"}, "SIGNALING_PORT (--port): must be 0-65535, got '70000'"),
+        ({"SIGNALING_HOST": ""}, "SIGNALING_HOST (--host): must not be empty"),
+        ({"SIGNALING_TOKEN": ""}, "SIGNALING_TOKEN (--token): must not be empty"),
+        ({"SIGNALING_TOKEN": "short"}, "SIGNALING_TOKEN (--token): must be at least 16"),
+        ({"SIGNALING_OFFER_TTL": "0"}, "SIGNALING_OFFER_TTL (--offer-ttl): must be > 0"),
+        ({"SIGNALING_RESUME_GRACE": "x"}, "SIGNALING_RESUME_GRACE (--resume-grace): expected"),
+        ({"SIGNALING_LOG_LEVEL": "loud"}, "SIGNALING_LOG_LEVEL (--log-level): expected one of"),
+        ({"SIGNALING_TRANSPORT": "x"}, "SIGNALING_TRANSPORT (--transport): expected one of"),
+        ({"SIGNALING_REDIS": "http://h"}, "SIGNALING_REDIS (--redis): expected redis://"),
+        ({"SIGNALING_PING_TIMEOUT": "0"}, "SIGNALING_PING_TIMEOUT (--ping-timeout): must be > 0"),
+        (
+            {"SIGNALING_MAX_HELD_BYTES": "1.5"},
+            "SIGNALING_MAX_HELD_BYTES (--max-held-bytes): expected an integer, got '1.5'",
+        ),
+        (
+            {"SIGNALING_ICE_SERVERS": "stun:h http://x"},
+            "SIGNALING_ICE_SERVERS (--ice-server): 'http://x' is not a STUN/TURN URL",
+        ),
+        (
+            {"SIGNALING_CORS_ORIGINS": "http://a/b"},
+            "SIGNALING_CORS_ORIGINS (--cors-origin): expected scheme://host[:port]",
+        ),
+        (
+            {"SIGNALING_TURN_SECRET": "x", "SIGNALING_TURN_URLS": "stun:h"},
+            "SIGNALING_TURN_URLS (--turn-url): 'stun:h' is not a TURN URL",
+        ),
+        ({"SIGNALING_TURN_SECRET": ""}, "SIGNALING_TURN_SECRET (--turn-secret): must not be empty"),
+        ({"SIGNALING_TURN_URLS": "turn:h"}, "SIGNALING_TURN_URLS (--turn-url): need --turn-secret"),
+        (
+            {
+                "SIGNALING_TURN_SECRET": "x",
+                "SIGNALING_TURN_URLS": "turn:h",
+                "SIGNALING_TURN_TTL": "0",
+            },
+            "SIGNALING_TURN_TTL (--turn-ttl): must be > 0",
+        ),
+    ],
+)
+def test_bad_environment_value_names_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_args([], environ=env)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_every_number_flag_names_its_variable() -> None:
+    for nf in NUMBER_FLAGS:
+        with pytest.raises(ConfigError, match=rf"^{nf.env} \({nf.flag}\): expected"):
+            config_from_args([], environ={nf.env: "lots"})
+        with pytest.raises(ConfigError, match=rf"^{nf.flag}: expected"):
+            config_from_args([nf.flag, "lots"], environ={nf.env: "lots"})
+
+
+def test_allowed_hosts_from_the_variable() -> None:
+    cfg = config_from_args([], environ={"SIGNALING_ALLOWED_HOSTS": "A.example b.example"})
+    assert cfg.allowed_hosts == ("a.example", "b.example")
+    assert config_from_args([], environ={"SIGNALING_ALLOWED_HOSTS": ""}).allowed_hosts == ()
+
+
+def test_main_names_the_variable_in_its_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIGNALING_PORT", "abc")
+    assert main([]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "p2pcall-signaling: SIGNALING_PORT (--port): expected an integer, got 'abc'"
+    ]
 
 
 def test_turn_url_with_query() -> None:
