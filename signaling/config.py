@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import os
 import re
@@ -18,7 +19,6 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # auto: lean unless transport.lean_mismatch() says the libraries moved, then stock.
 TRANSPORTS = ("auto", "lean", "stock")
-ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
 
 class ConfigError(ValueError):
@@ -132,33 +132,103 @@ def check_token(token: str, label: str = "--token") -> str:
     return token
 
 
-def parse_ice_server(url: str, label: str = "--ice-server") -> dict[str, Any]:
-    """``stun:host:port`` or ``turn:user:secret@host:port[?transport=udp]``.
+# RFC 7064 / 7065 URI grammar: scheme ":" host [ ":" port ] [ "?transport=" transport ].
+# host is RFC 3986's IP-literal / IPv4address / reg-name; reg-name is narrowed here to
+# unreserved characters and %XX, since no DNS name or address holds its sub-delims.
+ICE_URL_PARTS = re.compile(
+    r"(?P<host>\[[^\]]*\]|[^\[\]:?]*)(?::(?P<port>[^?]*))?(?:\?(?P<query>.*))?"
+)
+REG_NAME = re.compile(r"(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})+")
+STUN_FORM = "stun:HOST[:PORT] or stuns:HOST[:PORT] (RFC 7064)"
+TURN_FORM = "turn:[USER:SECRET@]HOST[:PORT][?transport=udp|tcp], or turns: the same (RFC 7065)"
 
-    TURN credentials ride in the URL so one flag describes one server; they are
-    split out into the browser's ``RTCIceServer`` shape.
+
+def parse_ice_server(url: str, label: str = "--ice-server") -> dict[str, Any]:
+    """``stun:HOST[:PORT]`` or ``turn:[USER:SECRET@]HOST[:PORT][?transport=udp|tcp]``.
+
+    Checked against RFC 7064 (``stun:``, ``stuns:``, no query) and RFC 7065 (``turn:``,
+    ``turns:``, ``?transport=`` ``udp`` or ``tcp``; the RFC's transport-ext is refused
+    since browsers know only those two). HOST is a DNS name, a dotted-quad IPv4 address
+    or a bracketed IPv6 literal (``[::1]``), PORT is 1-65535. TURN credentials riding
+    in the URL are this project's extension, so one flag describes one server; they are
+    split out into the browser's ``RTCIceServer`` shape
+    (``{"urls": [...], "username": ..., "credential": ...}``). Each refusal is one
+    :class:`ConfigError` starting with ``label``; it never quotes the credentials.
     """
-    if not url.startswith(ICE_SCHEMES):
+    scheme, colon, rest = url.partition(":")
+    if not colon or scheme not in ("stun", "stuns", "turn", "turns"):
         raise ConfigError(
-            f"{label}: {url!r} is not a STUN/TURN URL; expected stun:HOST[:PORT] "
-            "or turn:[USER:SECRET@]HOST[:PORT][?transport=udp|tcp]"
+            f"{label}: {_redacted(url)!r} is not a STUN/TURN URL; expected {STUN_FORM}, "
+            f"or {TURN_FORM}"
         )
-    scheme, rest = url.split(":", 1)
-    if not rest or rest.startswith("@"):
-        raise ConfigError(f"{label}: {url!r} has no host")
-    if "@" in rest:
-        if scheme in ("stun", "stuns"):
-            raise ConfigError(f"{label}: STUN URLs carry no credentials: {scheme}:...@...")
-        creds, host = rest.rsplit("@", 1)
+    stun = scheme.startswith("stun")
+    form = STUN_FORM if stun else TURN_FORM
+    creds, at, address = rest.rpartition("@")
+    shown = f"{scheme}:{'USER:***@' if at else ''}{address}"
+    if at:
+        if stun:
+            raise ConfigError(
+                f"{label}: STUN URLs carry no credentials ({shown!r}); expected {form}"
+            )
         user, sep, secret = creds.partition(":")
-        if not sep or not user or not host:
-            raise ConfigError(f"{label}: TURN credentials must be USER:SECRET@HOST[:PORT]")
-        return {
-            "urls": [f"{scheme}:{host}"],
-            "username": unquote(user),
-            "credential": unquote(secret),
-        }
-    return {"urls": [url]}
+        if not (sep and user and secret):
+            raise ConfigError(
+                f"{label}: TURN credentials in {shown!r} must be USER:SECRET@, both non-empty; "
+                f"expected {form}"
+            )
+    _check_ice_address(address, stun, f"{label}: {shown!r}", form)
+    if not at:
+        return {"urls": [url]}
+    return {
+        "urls": [f"{scheme}:{address}"],
+        "username": unquote(user),
+        "credential": unquote(secret),
+    }
+
+
+def _check_ice_address(address: str, stun: bool, where: str, form: str) -> None:
+    """``HOST[:PORT][?transport=udp|tcp]`` of a STUN/TURN URL; ``where`` starts each error."""
+    parts = ICE_URL_PARTS.fullmatch(address)
+    if parts is None:
+        raise ConfigError(f"{where}: not HOST[:PORT]; expected {form}")
+    host, port, query = parts["host"], parts["port"], parts["query"]
+    if not host:
+        if port and ":" in port:  # stun:::1 - an IPv6 address left bare
+            raise ConfigError(f"{where} has no host; an IPv6 address goes in brackets, [::1]:3478")
+        raise ConfigError(f"{where} has no host; expected {form}")
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ConfigError(f"{where}: {host} is not an IPv6 address; expected {form}") from None
+    elif not REG_NAME.fullmatch(host):
+        raise ConfigError(
+            f"{where}: host {host!r} is not a DNS name, IPv4 address or [IPv6] literal"
+        )
+    elif re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ConfigError(f"{where}: {host!r} is not an IPv4 address a.b.c.d") from None
+    if port is not None and not (re.fullmatch(r"[0-9]{1,5}", port) and 0 < int(port) < 65536):
+        raise ConfigError(f"{where}: port must be 1-65535, got {port!r}")
+    if query is None:
+        return
+    if stun:
+        raise ConfigError(f"{where}: STUN URLs take no query; expected {form}")
+    name, eq, transport = query.partition("=")
+    if name != "transport" or not eq:
+        raise ConfigError(
+            f"{where}: the only query a TURN URL takes is ?transport=udp|tcp (RFC 7065)"
+        )
+    if transport not in ("udp", "tcp"):
+        raise ConfigError(f"{where}: transport must be udp or tcp, got {transport!r}")
+
+
+def _redacted(url: str) -> str:
+    """``url`` fit for an error: whatever precedes its last ``@`` may be a secret."""
+    _, at, tail = url.rpartition("@")
+    return f"***@{tail}" if at else url
 
 
 def parse_redis_url(url: str, label: str = "--redis") -> str:

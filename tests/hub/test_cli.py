@@ -173,6 +173,96 @@ def test_turn_url_with_query() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "stun:stun.example.org",
+        "stun:stun.example.org:3478",
+        "stuns:stun.example.org:5349",
+        "stun:127.0.0.1:1",
+        "stun:[::1]:3478",
+        "stun:[2001:db8::1]",
+        "turn:turn.example.org",
+        "turn:127.0.0.1:65535",
+        "turn:turn.example.org:3478?transport=udp",
+        "turn:[::1]:3478?transport=tcp",
+        "turns:turn.example.org:5349",
+        "turns:turn.example.org:5349?transport=tcp",
+        "turns:turn.example.org?transport=udp",  # RFC 7065 allows it: TURN over DTLS
+        "turn:xn--bcher-kva.example:3478",
+        "turn:my_host.local",
+    ],
+)
+def test_good_ice_urls_pass_through(url: str) -> None:
+    assert parse_ice_server(url) == {"urls": [url]}
+
+
+def test_credentials_are_split_out_of_any_turn_url() -> None:
+    assert parse_ice_server("turns:u:p@[::1]:5349?transport=tcp") == {
+        "urls": ["turns:[::1]:5349?transport=tcp"],
+        "username": "u",
+        "credential": "p",
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://example", "'http://example' is not a STUN/TURN URL; expected stun:HOST[:PORT]"),
+        ("STUN:h", "'STUN:h' is not a STUN/TURN URL"),
+        ("stun", "'stun' is not a STUN/TURN URL"),
+        ("stun:", "'stun:' has no host; expected stun:HOST[:PORT] or stuns:HOST[:PORT]"),
+        ("turn::3478", "'turn::3478' has no host; expected turn:[USER:SECRET@]HOST"),
+        ("stun:::1", "'stun:::1' has no host; an IPv6 address goes in brackets, [::1]:3478"),
+        ("stun:[::g]:3478", "'stun:[::g]:3478': [::g] is not an IPv6 address"),
+        ("stun:[::1", "'stun:[::1': not HOST[:PORT]"),
+        ("stun:my host", "'stun:my host': host 'my host' is not a DNS name, IPv4 address"),
+        ("stun:h%zz", "host 'h%zz' is not a DNS name"),
+        ("stun:!!", "host '!!' is not a DNS name"),
+        ("stun:300.1.1.1", "'stun:300.1.1.1': '300.1.1.1' is not an IPv4 address a.b.c.d"),
+        ("stun:h:", "'stun:h:': port must be 1-65535, got ''"),
+        ("stun:h:0", "port must be 1-65535, got '0'"),
+        ("turn:h:99999", "'turn:h:99999': port must be 1-65535, got '99999'"),
+        ("turn:h:003478000", "port must be 1-65535, got '003478000'"),
+        ("turn:h:port", "port must be 1-65535, got 'port'"),
+        ("turn:h:3478:extra", "port must be 1-65535, got '3478:extra'"),
+        ("turn:h:-1", "port must be 1-65535, got '-1'"),
+        ("stun:h?transport=udp", "'stun:h?transport=udp': STUN URLs take no query; expected stun:"),
+        ("turn:h?transport=sctp", "'turn:h?transport=sctp': transport must be udp or tcp"),
+        ("turn:h?transport=", "transport must be udp or tcp, got ''"),
+        ("turn:h?proto=udp", "the only query a TURN URL takes is ?transport=udp|tcp (RFC 7065)"),
+        ("turn:h?", "the only query a TURN URL takes is ?transport=udp|tcp"),
+        ("turn:user@host", "TURN credentials in 'turn:USER:***@host' must be USER:SECRET@"),
+        ("turn:u:@host", "must be USER:SECRET@, both non-empty"),
+        ("turn:@host", "must be USER:SECRET@, both non-empty"),
+        ("stun:u:p@host", "STUN URLs carry no credentials ('stun:USER:***@host')"),
+    ],
+)
+def test_bad_ice_urls_are_one_line_saying_what_is_accepted(url: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_args(["--ice-server", url], environ={})
+    assert str(caught.value).startswith("--ice-server: ")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "turn:alice:hunter2hunter2@host:99999",
+        "turn:alice:hunter2hunter2@my host",
+        "turn:alice:hunter2hunter2@host?transport=sctp",
+        "stun:alice:hunter2hunter2@host",
+        "turm:alice:hunter2hunter2@host",
+        "turn:alice:hunter2hunter2@",
+    ],
+)
+def test_ice_url_errors_never_quote_the_secret(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_ice_server(url)
+    assert "hunter2hunter2" not in str(caught.value)
+    assert "alice" not in str(caught.value)
+
+
 def test_main_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--port", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
