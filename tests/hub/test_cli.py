@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import resource
+import socket
 import subprocess
 import sys
 import urllib.request
 
 import pytest
 
-from signaling.cli import main
+from signaling.cli import _reason, main
 from signaling.config import (
     NUMBER_FLAGS,
     Config,
@@ -286,21 +288,29 @@ def test_subprocess_serves_and_logs_bound_url_without_secrets() -> None:
     assert "topsecret-0123456789" not in err and "pw123" not in err
 
 
-def test_subprocess_port_in_use_is_one_clear_line() -> None:
-    hp = spawn_hub()
-    port = hp.url.rsplit(":", 1)[1]
-    try:
+def test_subprocess_port_in_use_is_the_one_line_readme_quotes() -> None:
+    # a listening socket holds the port: SO_REUSEADDR on the hub's side does not get past it
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
         proc = subprocess.run(
-            [sys.executable, "-m", "signaling", "--port", port],
+            [sys.executable, "-m", "signaling", "--port", str(port)],
             capture_output=True,
             text=True,
             timeout=30,
             cwd=ROOT,
         )
-    finally:
-        hp.stop()
     assert proc.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr.strip().splitlines()[-1]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"p2pcall-signaling: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_listen_failure_without_errno_keeps_its_own_words() -> None:
+    assert _reason(OSError(errno.EACCES, "error while attempting to bind")) == "permission denied"
+    assert _reason(OSError("Bind refused")) == "bind refused"
 
 
 def test_short_token_is_refused_at_start() -> None:
