@@ -275,6 +275,9 @@ def config_from_args(
     if (timeout := src.one("timeout")) is not None:
         kw["timeout"] = _number(timeout.label, timeout.value)
     if (show := _switch(src, "show")) is not None:
+        # a usage error found before anything connects, not a media failure mid-call
+        if show and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+            raise UsageError("--show needs a graphical display, and DISPLAY is not set")
         kw["show"] = show
     if (record := src.one("record")) is not None:
         try:

@@ -47,6 +47,7 @@ def test_env_fallbacks_and_flag_precedence(tmp_path: Path) -> None:
         "PEER_DURATION": "5",
         "PEER_TIMEOUT": "7",
         "PEER_SHOW": "1",
+        "DISPLAY": ":99",
         "PEER_CHAT": "yes",
         "PEER_RECORD": str(tmp_path / "x.webm"),
         "PEER_ICE_SERVERS": "stun:127.0.0.1:3478 turn:u:p@127.0.0.1:3478",
@@ -147,6 +148,26 @@ def test_help_says_a_file_or_webcam_is_scaled_to_size() -> None:
 def test_bad_env_flag_value() -> None:
     with pytest.raises(UsageError, match=r"^PEER_SHOW \(--show\): expected one of 1, true"):
         config_from_args(BASE, {"PEER_SHOW": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--show"], {}),
+        (["--show"], {"DISPLAY": "", "WAYLAND_DISPLAY": ""}),
+        ([], {"PEER_SHOW": "1"}),
+    ],
+)
+def test_show_without_a_display_is_a_usage_error(argv: list[str], env: dict[str, str]) -> None:
+    with pytest.raises(UsageError) as caught:
+        config_from_args([*BASE, *argv], env)
+    assert str(caught.value) == "--show needs a graphical display, and DISPLAY is not set"
+
+
+@pytest.mark.parametrize("display", [{"DISPLAY": ":0"}, {"WAYLAND_DISPLAY": "wayland-0"}])
+def test_show_with_a_display(display: dict[str, str]) -> None:
+    assert config_from_args([*BASE, "--show"], display).show
+    assert not config_from_args(BASE, {"PEER_SHOW": "0"}).show  # off needs no display
 
 
 @pytest.mark.parametrize(
