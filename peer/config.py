@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from signaling.config import ConfigError, parse_ice_server
+from signaling.config import ConfigError, Sources, parse_ice_server
 from signaling.protocol import NEW_ROOM, ROOM_PATTERN, new_private_room
 
 from .errors import UsageError
@@ -135,39 +135,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _number(flag: str, text: str, *, zero: bool = False) -> float:
+def _number(label: str, text: str, *, zero: bool = False) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise UsageError(f"{flag}: expected a number, got {text!r}") from None
+        raise UsageError(f"{label}: expected a number, got {text!r}") from None
     if not value == value or value < 0 or (value == 0 and not zero) or value == float("inf"):
-        raise UsageError(f"{flag}: must be a number {'>= 0' if zero else '> 0'}, got {text!r}")
+        raise UsageError(f"{label}: must be a number {'>= 0' if zero else '> 0'}, got {text!r}")
     return value
 
 
-def _flag(flag: str, text: str) -> bool:
-    if text.lower() in TRUE:
+def _switch(src: Sources, dest: str) -> bool | None:
+    """A ``store_true`` flag: on when given, else its variable read as yes or no."""
+    if getattr(src.args, dest):
         return True
-    if text.lower() in FALSE:
+    if (given := src.one(dest)) is None:
+        return None
+    if given.value.lower() in TRUE:
+        return True
+    if given.value.lower() in FALSE:
         return False
-    raise UsageError(f"{flag}: expected one of {', '.join(TRUE + FALSE[:-1])}, got {text!r}")
+    raise UsageError(
+        f"{given.label}: expected one of {', '.join(TRUE + FALSE[:-1])}, got {given.value!r}"
+    )
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str, label: str = "--size") -> tuple[int, int]:
     m = re.fullmatch(r"(\d{1,5})[xX](\d{1,5})", text.strip())
     if not m:
-        raise UsageError(f"--size: expected WxH such as 640x480, got {text!r}")
+        raise UsageError(f"{label}: expected WxH such as 640x480, got {text!r}")
     width, height = int(m.group(1)), int(m.group(2))
     try:
         check_size(width, height)
     except ValueError as exc:
-        raise UsageError(f"--size: {exc}") from None
+        raise UsageError(f"{label}: {exc}") from None
     if width > 3840 or height > 2160:
-        raise UsageError(f"--size: at most 3840x2160, got {text!r}")
+        raise UsageError(f"{label}: at most 3840x2160, got {text!r}")
     return width, height
 
 
-def parse_server(text: str) -> str:
+def parse_server(text: str, label: str = "--server") -> str:
     """``--server``: ``http[s]://host[:port]``, returned without a trailing ``/``.
 
     The Socket.IO client always connects to ``/socket.io/`` at the URL's root and
@@ -178,7 +185,7 @@ def parse_server(text: str) -> str:
     """
     accepted = "use scheme://host[:port] such as http://127.0.0.1:8080"
     if not re.fullmatch(r"https?://[^/?#\s]+\S*", text):
-        raise UsageError(f"--server: expected an http:// or https:// URL, got {text!r}; {accepted}")
+        raise UsageError(f"{label}: expected an http:// or https:// URL, got {text!r}; {accepted}")
     parts = urlsplit(text)
     if parts.path not in ("", "/"):
         found = f"a path ({parts.path!r})"
@@ -195,121 +202,118 @@ def parse_server(text: str) -> str:
             found = "a bad port"
         else:
             return f"{parts.scheme}://{parts.netloc}"
-    raise UsageError(f"--server: {text!r} has {found}; {accepted}")
+    raise UsageError(f"{label}: {text!r} has {found}; {accepted}")
 
 
-def check_video(spec: str) -> str:
+def check_video(spec: str, label: str = "--video") -> str:
     if spec in ("testsrc", "none", "webcam"):
         return spec
     if spec.startswith("webcam:") and spec != "webcam:":
         return spec
     if Path(spec).is_file():
         return spec
-    raise UsageError(f"--video: {spec!r} is neither a source nor a file; use {VIDEO_KINDS}")
+    raise UsageError(f"{label}: {spec!r} is neither a source nor a file; use {VIDEO_KINDS}")
 
 
-def check_audio(spec: str) -> str:
+def check_audio(spec: str, label: str = "--audio") -> str:
     if spec in ("tone", "none") or Path(spec).is_file():
         return spec
-    raise UsageError(f"--audio: {spec!r} is neither a source nor a file; use {AUDIO_KINDS}")
+    raise UsageError(f"{label}: {spec!r} is neither a source nor a file; use {AUDIO_KINDS}")
 
 
 def config_from_args(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> PeerConfig:
-    """Flags win over ``PEER_*`` variables, which win over defaults."""
+    """Flags win over ``PEER_*`` variables, which win over defaults.
+
+    A bad value raises :class:`UsageError` naming what gave it: ``--fps: ...`` or
+    ``PEER_FPS (--fps): ...`` (``signaling.config.Given``, shared with the hub).
+    """
     env = os.environ if environ is None else environ
-    args = build_parser().parse_args(argv)
-
-    def pick(value: Any, name: str) -> Any:
-        return value if value is not None else env.get(f"PEER_{name}")
-
+    src = Sources(build_parser().parse_args(argv), env, "PEER_")
     kw: dict[str, Any] = {}
-    server = pick(args.server, "SERVER")
-    if server is not None:
-        kw["server"] = parse_server(server)
-    room = pick(args.room, "ROOM")
-    if room is None:
+    if (server := src.one("server")) is not None:
+        kw["server"] = parse_server(server.value, server.label)
+    if (room := src.one("room")) is None:
         raise UsageError("--room: required (a name of 1-64 letters, digits, _ or -)")
-    if room == NEW_ROOM:
+    if room.value == NEW_ROOM:
         kw["private_room"] = True
-        room = new_private_room()
-    elif not ROOM_PATTERN.fullmatch(room):
-        raise UsageError(f"--room: {room!r} is malformed; use 1-64 of A-Z a-z 0-9 _ -")
-    kw["room"] = room
-    role = pick(args.role, "ROLE")
-    if role not in ROLES:
-        got = "missing" if role is None else f"got {role!r}"
-        raise UsageError(f"--role: expected caller or answerer, {got}")
-    if kw.get("private_room") and role != "caller":
+        kw["room"] = new_private_room()
+    elif not ROOM_PATTERN.fullmatch(room.value):
+        raise UsageError(f"{room.label}: {room.value!r} is malformed; use 1-64 of A-Z a-z 0-9 _ -")
+    else:
+        kw["room"] = room.value
+    if (role := src.one("role")) is None:
+        raise UsageError("--role: expected caller or answerer, missing")
+    if role.value not in ROLES:
+        raise UsageError(f"{role.label}: expected caller or answerer, got {role.value!r}")
+    if kw.get("private_room") and role.value != "caller":
         raise UsageError("--room new: only a caller makes a new room; the answerer opens its link")
-    kw["role"] = role
-    if (name := pick(args.name, "NAME")) is not None:
-        if not 1 <= len(name) <= 64:
-            raise UsageError("--name: must be 1-64 characters")
-        kw["name"] = name
-    if (token := pick(args.token, "TOKEN")) is not None:
-        kw["token"] = token or None
-    if (video := pick(args.video, "VIDEO")) is not None:
-        kw["video"] = check_video(video)
-    if (audio := pick(args.audio, "AUDIO")) is not None:
-        kw["audio"] = check_audio(audio)
-    if (size := pick(args.size, "SIZE")) is not None:
-        kw["size"] = parse_size(size)
-    if (fps := pick(args.fps, "FPS")) is not None:
-        kw["fps"] = _number("--fps", fps)
+    kw["role"] = role.value
+    if (name := src.one("name")) is not None:
+        if not 1 <= len(name.value) <= 64:
+            raise UsageError(f"{name.label}: must be 1-64 characters")
+        kw["name"] = name.value
+    if (token := src.one("token")) is not None:
+        kw["token"] = token.value or None
+    if (video := src.one("video")) is not None:
+        kw["video"] = check_video(video.value, video.label)
+    if (audio := src.one("audio")) is not None:
+        kw["audio"] = check_audio(audio.value, audio.label)
+    if (size := src.one("size")) is not None:
+        kw["size"] = parse_size(size.value, size.label)
+    if (fps := src.one("fps")) is not None:
+        kw["fps"] = _number(fps.label, fps.value)
         if kw["fps"] > 60:
-            raise UsageError(f"--fps: at most 60, got {fps!r}")
-    if (codec := pick(args.codec, "CODEC")) is not None:
-        if codec.lower() not in CODECS:
-            raise UsageError(f"--codec: expected vp8 or h264, got {codec!r}")
-        kw["codec"] = codec.lower()
-    if (duration := pick(args.duration, "DURATION")) is not None:
-        kw["duration"] = _number("--duration", duration)
-    if (timeout := pick(args.timeout, "TIMEOUT")) is not None:
-        kw["timeout"] = _number("--timeout", timeout)
-    if args.show is not None or "PEER_SHOW" in env:
-        kw["show"] = True if args.show else _flag("PEER_SHOW", env["PEER_SHOW"])
-    if (record := pick(args.record, "RECORD")) is not None:
+            raise UsageError(f"{fps.label}: at most 60, got {fps.value!r}")
+    if (codec := src.one("codec")) is not None:
+        if codec.value.lower() not in CODECS:
+            raise UsageError(f"{codec.label}: expected vp8 or h264, got {codec.value!r}")
+        kw["codec"] = codec.value.lower()
+    if (duration := src.one("duration")) is not None:
+        kw["duration"] = _number(duration.label, duration.value)
+    if (timeout := src.one("timeout")) is not None:
+        kw["timeout"] = _number(timeout.label, timeout.value)
+    if (show := _switch(src, "show")) is not None:
+        # a usage error found before anything connects, not a media failure mid-call
+        if show and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+            raise UsageError("--show needs a graphical display, and DISPLAY is not set")
+        kw["show"] = show
+    if (record := src.one("record")) is not None:
         try:
-            kw["record"] = check_record_path(record)
+            kw["record"] = check_record_path(record.value, record.label)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    if (stats := pick(args.stats_json, "STATS_JSON")) is not None:
-        if stats != "-" and not Path(stats).parent.is_dir():
-            raise UsageError(f"--stats-json: folder of {stats!r} does not exist")
-        kw["stats_json"] = stats
-    urls = args.ice_server
-    if urls is None and "PEER_ICE_SERVERS" in env:
-        urls = env["PEER_ICE_SERVERS"].split()
-    if urls is not None:
+    if (stats := src.one("stats_json")) is not None:
+        if stats.value != "-" and not Path(stats.value).parent.is_dir():
+            raise UsageError(f"{stats.label}: folder of {stats.value!r} does not exist")
+        kw["stats_json"] = stats.value
+    if (urls := src.many("ice_server", "ICE_SERVERS")) is not None:
+        # an empty PEER_ICE_SERVERS still overrides the hub's list: no STUN/TURN at all
         try:
-            kw["ice_servers"] = tuple(parse_ice_server(u) for u in urls)
+            kw["ice_servers"] = tuple(parse_ice_server(u, urls.label) for u in urls.value)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
-    if args.relay_only is not None or "PEER_RELAY_ONLY" in env:
-        kw["relay_only"] = (
-            True if args.relay_only else _flag("PEER_RELAY_ONLY", env["PEER_RELAY_ONLY"])
-        )
-    if args.chat is not None or "PEER_CHAT" in env:
-        kw["chat"] = True if args.chat else _flag("PEER_CHAT", env["PEER_CHAT"])
-    if args.no_mdns is not None or "PEER_NO_MDNS" in env:
-        kw["mdns"] = not (True if args.no_mdns else _flag("PEER_NO_MDNS", env["PEER_NO_MDNS"]))
-    if args.verbose is not None:
-        kw["verbose"] = args.verbose
-    elif "PEER_VERBOSE" in env:
-        kw["verbose"] = int(_number("PEER_VERBOSE", env["PEER_VERBOSE"], zero=True))
+    if (relay_only := _switch(src, "relay_only")) is not None:
+        kw["relay_only"] = relay_only
+    if (chat := _switch(src, "chat")) is not None:
+        kw["chat"] = chat
+    if (no_mdns := _switch(src, "no_mdns")) is not None:
+        kw["mdns"] = not no_mdns
+    if src.args.verbose is not None:  # -v counts; PEER_VERBOSE is text
+        kw["verbose"] = src.args.verbose
+    elif (verbose := src.one("verbose")) is not None:
+        kw["verbose"] = int(_number(verbose.label, verbose.value, zero=True))
     return PeerConfig(**kw)
 
 
-def check_record_path(path: str) -> Path:
+def check_record_path(path: str, label: str = "--record") -> Path:
     """``--record`` must name an mp4, webm or mkv file in an existing folder."""
     target = Path(path)
     if target.suffix.lower() not in RECORD_FORMATS:
         raise ValueError(
-            f"--record: {path!r} has no supported extension; use one of "
-            + ", ".join(RECORD_FORMATS)
+            f"{label}: {path!r} has no supported extension; use one of " + ", ".join(RECORD_FORMATS)
         )
     if not target.parent.is_dir():
-        raise ValueError(f"--record: folder {str(target.parent)!r} does not exist")
+        raise ValueError(f"{label}: folder {str(target.parent)!r} does not exist")
     return target

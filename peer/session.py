@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
@@ -21,7 +20,6 @@ from signaling.protocol import answer_link
 from . import aiortc_seam
 from .call import Call, CallOptions
 from .config import PeerConfig
-from .errors import MediaError
 from .media import Sources, open_sources
 from .signaling import SignalingClient
 from .sinks import LatestFrame
@@ -83,8 +81,6 @@ async def run_peer(cfg: PeerConfig, result: dict[str, Any]) -> str:
     status: StatusLine | None = None
     loop = asyncio.get_running_loop()
     try:
-        if cfg.show and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise MediaError("--show needs a graphical display, and DISPLAY is not set")
         await client.connect()
         if cfg.private_room:
             print(

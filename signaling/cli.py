@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -79,6 +80,17 @@ def _run(coro: object) -> None:
         uvloop.run(coro)  # type: ignore[arg-type]
 
 
+def _reason(exc: OSError) -> str:
+    """``address already in use``: the errno's own words, as README promises.
+
+    aiohttp re-raises a failed bind as ``OSError(errno, "error while attempting to bind
+    on address (...): ...")``, so ``strerror`` repeats the address; the errno alone says it.
+    """
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(argv)
@@ -94,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run(serve(config))
     except OSError as exc:
         print(
-            f"p2pcall-signaling: cannot listen on {config.host}:{config.port}: {exc.strerror}",
+            f"p2pcall-signaling: cannot listen on {config.host}:{config.port}: {_reason(exc)}",
             file=sys.stderr,
         )
         return 1

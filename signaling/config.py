@@ -3,26 +3,75 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
-from .turn import TurnConfigError, TurnCredentials
+from .turn import TurnConfigError, TurnCredentials, check_turn_url
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # auto: lean unless transport.lean_mismatch() says the libraries moved, then stock.
 TRANSPORTS = ("auto", "lean", "stock")
-ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
 
 class ConfigError(ValueError):
-    """A setting has a value the hub cannot use; the message names the flag."""
+    """A setting has a value the hub cannot use; the message names the flag or variable."""
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Given(Generic[T]):
+    """A setting's raw value and ``label``, the name its errors start with.
+
+    ``label`` is the flag (``--port``) when the flag gave the value, and
+    ``VARIABLE (--flag)`` (``SIGNALING_PORT (--port)``) when the environment variable
+    did: the user is told what they actually set, and which flag it stands for.
+    """
+
+    value: T
+    label: str
+
+
+class Sources:
+    """Settings read from parsed flags, else from ``PREFIX_NAME`` environment variables.
+
+    Shared by the hub (``SIGNALING_``) and the peer (``PEER_``) so both name a bad
+    value the same way. ``dest`` is the argparse destination (``ice_server``); the
+    flag is ``--ice-server`` and the variable ``prefix + name`` (default
+    ``dest.upper()``).
+    """
+
+    def __init__(self, args: argparse.Namespace, env: Mapping[str, str], prefix: str) -> None:
+        self.args = args
+        self._env = env
+        self._prefix = prefix
+
+    def one(self, dest: str, name: str | None = None) -> Given[str] | None:
+        """The flag's value, else the variable's, else ``None`` when neither is set."""
+        return self._pick(dest, name, str)
+
+    def many(self, dest: str, name: str) -> Given[list[str]] | None:
+        """A repeatable flag's values, else the variable split on whitespace."""
+        return self._pick(dest, name, str.split)
+
+    def _pick(self, dest: str, name: str | None, from_env: Callable[[str], T]) -> Given[T] | None:
+        flag = "--" + dest.replace("_", "-")
+        value = getattr(self.args, dest)
+        if value is not None:
+            return Given(value, flag)
+        var = self._prefix + (name or dest.upper())
+        if var in self._env:
+            return Given(from_env(self._env[var]), f"{var} ({flag})")
+        return None
 
 
 MIN_TOKEN_CHARS = 16  # ~95 bits of printable ASCII: out of reach of online guessing
@@ -67,43 +116,122 @@ class Config:
     redis_prefix: str = "p2pcall"  # the keys of one hub group; tests give each group its own
 
     def __post_init__(self) -> None:
-        if self.token is not None and len(self.token) < MIN_TOKEN_CHARS:
-            raise ConfigError(
-                f"--token: must be at least {MIN_TOKEN_CHARS} characters "
-                f"(got {len(self.token)}); a short token can be guessed online"
-            )
+        if self.token is not None:
+            check_token(self.token)
 
 
-def parse_ice_server(url: str) -> dict[str, Any]:
-    """``stun:host:port`` or ``turn:user:secret@host:port[?transport=udp]``.
-
-    TURN credentials ride in the URL so one flag describes one server; they are
-    split out into the browser's ``RTCIceServer`` shape.
-    """
-    if not url.startswith(ICE_SCHEMES):
+def check_token(token: str, label: str = "--token") -> str:
+    """A token of at least ``MIN_TOKEN_CHARS`` characters; the error never quotes it."""
+    if not token:
+        raise ConfigError(f"{label}: must not be empty (omit it to turn the token off)")
+    if len(token) < MIN_TOKEN_CHARS:
         raise ConfigError(
-            f"--ice-server: {url!r} is not a STUN/TURN URL; expected stun:HOST[:PORT] "
-            "or turn:[USER:SECRET@]HOST[:PORT][?transport=udp|tcp]"
+            f"{label}: must be at least {MIN_TOKEN_CHARS} characters "
+            f"(got {len(token)}); a short token can be guessed online"
         )
-    scheme, rest = url.split(":", 1)
-    if not rest or rest.startswith("@"):
-        raise ConfigError(f"--ice-server: {url!r} has no host")
-    if "@" in rest:
-        if scheme in ("stun", "stuns"):
-            raise ConfigError(f"--ice-server: STUN URLs carry no credentials: {scheme}:...@...")
-        creds, host = rest.rsplit("@", 1)
+    return token
+
+
+# RFC 7064 / 7065 URI grammar: scheme ":" host [ ":" port ] [ "?transport=" transport ].
+# host is RFC 3986's IP-literal / IPv4address / reg-name; reg-name is narrowed here to
+# unreserved characters and %XX, since no DNS name or address holds its sub-delims.
+ICE_URL_PARTS = re.compile(
+    r"(?P<host>\[[^\]]*\]|[^\[\]:?]*)(?::(?P<port>[^?]*))?(?:\?(?P<query>.*))?"
+)
+REG_NAME = re.compile(r"(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})+")
+STUN_FORM = "stun:HOST[:PORT] or stuns:HOST[:PORT] (RFC 7064)"
+TURN_FORM = "turn:[USER:SECRET@]HOST[:PORT][?transport=udp|tcp], or turns: the same (RFC 7065)"
+
+
+def parse_ice_server(url: str, label: str = "--ice-server") -> dict[str, Any]:
+    """``stun:HOST[:PORT]`` or ``turn:[USER:SECRET@]HOST[:PORT][?transport=udp|tcp]``.
+
+    Checked against RFC 7064 (``stun:``, ``stuns:``, no query) and RFC 7065 (``turn:``,
+    ``turns:``, ``?transport=`` ``udp`` or ``tcp``; the RFC's transport-ext is refused
+    since browsers know only those two). HOST is a DNS name, a dotted-quad IPv4 address
+    or a bracketed IPv6 literal (``[::1]``), PORT is 1-65535. TURN credentials riding
+    in the URL are this project's extension, so one flag describes one server; they are
+    split out into the browser's ``RTCIceServer`` shape
+    (``{"urls": [...], "username": ..., "credential": ...}``). Each refusal is one
+    :class:`ConfigError` starting with ``label``; it never quotes the credentials.
+    """
+    scheme, colon, rest = url.partition(":")
+    if not colon or scheme not in ("stun", "stuns", "turn", "turns"):
+        raise ConfigError(
+            f"{label}: {_redacted(url)!r} is not a STUN/TURN URL; expected {STUN_FORM}, "
+            f"or {TURN_FORM}"
+        )
+    stun = scheme.startswith("stun")
+    form = STUN_FORM if stun else TURN_FORM
+    creds, at, address = rest.rpartition("@")
+    shown = f"{scheme}:{'USER:***@' if at else ''}{address}"
+    if at:
+        if stun:
+            raise ConfigError(
+                f"{label}: STUN URLs carry no credentials ({shown!r}); expected {form}"
+            )
         user, sep, secret = creds.partition(":")
-        if not sep or not user or not host:
-            raise ConfigError("--ice-server: TURN credentials must be USER:SECRET@HOST[:PORT]")
-        return {
-            "urls": [f"{scheme}:{host}"],
-            "username": unquote(user),
-            "credential": unquote(secret),
-        }
-    return {"urls": [url]}
+        if not (sep and user and secret):
+            raise ConfigError(
+                f"{label}: TURN credentials in {shown!r} must be USER:SECRET@, both non-empty; "
+                f"expected {form}"
+            )
+    _check_ice_address(address, stun, f"{label}: {shown!r}", form)
+    if not at:
+        return {"urls": [url]}
+    return {
+        "urls": [f"{scheme}:{address}"],
+        "username": unquote(user),
+        "credential": unquote(secret),
+    }
 
 
-def parse_redis_url(url: str) -> str:
+def _check_ice_address(address: str, stun: bool, where: str, form: str) -> None:
+    """``HOST[:PORT][?transport=udp|tcp]`` of a STUN/TURN URL; ``where`` starts each error."""
+    parts = ICE_URL_PARTS.fullmatch(address)
+    if parts is None:
+        raise ConfigError(f"{where}: not HOST[:PORT]; expected {form}")
+    host, port, query = parts["host"], parts["port"], parts["query"]
+    if not host:
+        if port and ":" in port:  # stun:::1 - an IPv6 address left bare
+            raise ConfigError(f"{where} has no host; an IPv6 address goes in brackets, [::1]:3478")
+        raise ConfigError(f"{where} has no host; expected {form}")
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ConfigError(f"{where}: {host} is not an IPv6 address; expected {form}") from None
+    elif not REG_NAME.fullmatch(host):
+        raise ConfigError(
+            f"{where}: host {host!r} is not a DNS name, IPv4 address or [IPv6] literal"
+        )
+    elif re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ConfigError(f"{where}: {host!r} is not an IPv4 address a.b.c.d") from None
+    if port is not None and not (re.fullmatch(r"[0-9]{1,5}", port) and 0 < int(port) < 65536):
+        raise ConfigError(f"{where}: port must be 1-65535, got {port!r}")
+    if query is None:
+        return
+    if stun:
+        raise ConfigError(f"{where}: STUN URLs take no query; expected {form}")
+    name, eq, transport = query.partition("=")
+    if name != "transport" or not eq:
+        raise ConfigError(
+            f"{where}: the only query a TURN URL takes is ?transport=udp|tcp (RFC 7065)"
+        )
+    if transport not in ("udp", "tcp"):
+        raise ConfigError(f"{where}: transport must be udp or tcp, got {transport!r}")
+
+
+def _redacted(url: str) -> str:
+    """``url`` fit for an error: whatever precedes its last ``@`` may be a secret."""
+    _, at, tail = url.rpartition("@")
+    return f"***@{tail}" if at else url
+
+
+def parse_redis_url(url: str, label: str = "--redis") -> str:
     """``redis://`` or ``rediss://`` (TLS) with a host, optional port and database number,
     or ``unix:///path/to/redis.sock``."""
     if url.startswith("unix:///"):
@@ -114,23 +242,23 @@ def parse_redis_url(url: str) -> str:
     if match is None:
         # the URL may hold a password: never echo it
         raise ConfigError(
-            "--redis: expected redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS, "
+            f"{label}: expected redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS, "
             "or unix:///PATH)"
         )
     port = match.group(3)
     if port is not None and not 0 < int(port) < 65536:
-        raise ConfigError(f"--redis: port must be 1-65535, got {port}")
+        raise ConfigError(f"{label}: port must be 1-65535, got {port}")
     return url
 
 
-def _positive_number(flag: str, text: str, *, integer: bool = False, zero: bool = False) -> Any:
+def _positive_number(label: str, text: str, *, integer: bool = False, zero: bool = False) -> Any:
     try:
         value = int(text) if integer else float(text)
     except ValueError:
         kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{flag}: expected {kind}, got {text!r}") from None
+        raise ConfigError(f"{label}: expected {kind}, got {text!r}") from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        raise ConfigError(f"{flag}: must be {'>= 0' if zero else '> 0'}, got {text!r}")
+        raise ConfigError(f"{label}: must be {'>= 0' if zero else '> 0'}, got {text!r}")
     return value
 
 
@@ -278,88 +406,87 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _list(values: list[str] | None, env: Mapping[str, str], name: str) -> list[str] | None:
-    if values is None and env.get(f"SIGNALING_{name}"):
-        values = env[f"SIGNALING_{name}"].split()
-    return values
-
-
 def config_from_args(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
-    """Flags win over ``SIGNALING_*`` variables, which win over defaults."""
+    """Flags win over ``SIGNALING_*`` variables, which win over defaults.
+
+    A bad value raises :class:`ConfigError` naming what gave it: ``--port: ...``
+    or ``SIGNALING_PORT (--port): ...`` (see :class:`Given`).
+    """
     env = os.environ if environ is None else environ
-    args = build_parser().parse_args(argv)
-
-    def pick(flag_value: Any, name: str) -> Any:
-        return flag_value if flag_value is not None else env.get(f"SIGNALING_{name}")
-
+    src = Sources(build_parser().parse_args(argv), env, "SIGNALING_")
     kwargs: dict[str, Any] = {}
-    if (host := pick(args.host, "HOST")) is not None:
-        if not host:
-            raise ConfigError("--host: must not be empty")
-        kwargs["host"] = host
-    if (port := pick(args.port, "PORT")) is not None:
-        value = _positive_number("--port", port, integer=True, zero=True)
+    if (host := src.one("host")) is not None:
+        if not host.value:
+            raise ConfigError(f"{host.label}: must not be empty")
+        kwargs["host"] = host.value
+    if (port := src.one("port")) is not None:
+        value = _positive_number(port.label, port.value, integer=True, zero=True)
         if value > 65535:
-            raise ConfigError(f"--port: must be 0-65535, got {port!r}")
+            raise ConfigError(f"{port.label}: must be 0-65535, got {port.value!r}")
         kwargs["port"] = value
-    if (ttl := pick(args.offer_ttl, "OFFER_TTL")) is not None:
-        kwargs["offer_ttl"] = _positive_number("--offer-ttl", ttl)
-    if (grace := pick(args.resume_grace, "RESUME_GRACE")) is not None:
-        kwargs["resume_grace"] = _positive_number("--resume-grace", grace, zero=True)
-    if (token := pick(args.token, "TOKEN")) is not None:
-        if not token:
-            raise ConfigError("--token: must not be empty (omit it to turn the token off)")
-        kwargs["token"] = token
-    urls = _list(args.ice_server, env, "ICE_SERVERS")
-    if urls:
-        kwargs["ice_servers"] = tuple(parse_ice_server(u) for u in urls)
-    kwargs["turn"] = _turn_from(args, env, pick)
-    if (level := pick(args.log_level, "LOG_LEVEL")) is not None:
-        if level.lower() not in LOG_LEVELS:
+    if (ttl := src.one("offer_ttl")) is not None:
+        kwargs["offer_ttl"] = _positive_number(ttl.label, ttl.value)
+    if (grace := src.one("resume_grace")) is not None:
+        kwargs["resume_grace"] = _positive_number(grace.label, grace.value, zero=True)
+    if (token := src.one("token")) is not None:
+        kwargs["token"] = check_token(token.value, token.label)
+    if (urls := src.many("ice_server", "ICE_SERVERS")) is not None and urls.value:
+        kwargs["ice_servers"] = tuple(parse_ice_server(u, urls.label) for u in urls.value)
+    kwargs["turn"] = _turn_from(src)
+    if (level := src.one("log_level")) is not None:
+        if level.value.lower() not in LOG_LEVELS:
             raise ConfigError(
-                f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {level!r}"
+                f"{level.label}: expected one of {', '.join(LOG_LEVELS)}, got {level.value!r}"
             )
-        kwargs["log_level"] = level.lower()
-    if (transport := pick(args.transport, "TRANSPORT")) is not None:
-        if transport.lower() not in TRANSPORTS:
+        kwargs["log_level"] = level.value.lower()
+    if (transport := src.one("transport")) is not None:
+        if transport.value.lower() not in TRANSPORTS:
             raise ConfigError(
-                f"--transport: expected one of {', '.join(TRANSPORTS)}, got {transport!r}"
+                f"{transport.label}: expected one of {', '.join(TRANSPORTS)}, "
+                f"got {transport.value!r}"
             )
-        kwargs["transport"] = transport.lower()
-    if (redis := pick(args.redis, "REDIS")) is not None:
-        kwargs["redis"] = parse_redis_url(redis)
+        kwargs["transport"] = transport.value.lower()
+    if (redis := src.one("redis")) is not None:
+        kwargs["redis"] = parse_redis_url(redis.value, redis.label)
     for nf in NUMBER_FLAGS:
-        if (text := pick(getattr(args, nf.field), nf.field.upper())) is not None:
-            kwargs[nf.field] = _positive_number(nf.flag, text, integer=nf.integer, zero=nf.zero)
-    if hosts := _list(args.allowed_host, env, "ALLOWED_HOSTS"):
-        kwargs["allowed_hosts"] = tuple(h.lower() for h in hosts)
-    if origins := _list(args.cors_origin, env, "CORS_ORIGINS"):
-        for origin in origins:
+        if (number := src.one(nf.field)) is not None:
+            kwargs[nf.field] = _positive_number(
+                number.label, number.value, integer=nf.integer, zero=nf.zero
+            )
+    if (hosts := src.many("allowed_host", "ALLOWED_HOSTS")) is not None and hosts.value:
+        kwargs["allowed_hosts"] = tuple(h.lower() for h in hosts.value)
+    if (origins := src.many("cors_origin", "CORS_ORIGINS")) is not None and origins.value:
+        for origin in origins.value:
             if not re.fullmatch(r"https?://[^/\s]+", origin):
                 raise ConfigError(
-                    f"--cors-origin: expected scheme://host[:port] with no path, got {origin!r}"
+                    f"{origins.label}: expected scheme://host[:port] with no path, got {origin!r}"
                 )
-        kwargs["cors_origins"] = tuple(origins)
+        kwargs["cors_origins"] = tuple(origins.value)
     return Config(**kwargs)
 
 
-def _turn_from(
-    args: argparse.Namespace, env: Mapping[str, str], pick: Any
-) -> TurnCredentials | None:
+def _turn_from(src: Sources) -> TurnCredentials | None:
     """``--turn-secret`` with ``--turn-url`` (and ``--turn-ttl``): how to mint TURN users."""
-    secret = pick(args.turn_secret, "TURN_SECRET")
-    urls = args.turn_url
-    if urls is None and env.get("SIGNALING_TURN_URLS"):
-        urls = env["SIGNALING_TURN_URLS"].split()
-    ttl_text = pick(args.turn_ttl, "TURN_TTL")
+    secret = src.one("turn_secret")
+    given_urls = src.many("turn_url", "TURN_URLS")
+    urls = given_urls.value if given_urls is not None else []
+    ttl_text = src.one("turn_ttl")
     if secret is None:
-        if urls or ttl_text is not None:
-            raise ConfigError("--turn-url/--turn-ttl: need --turn-secret (SIGNALING_TURN_SECRET)")
+        orphan = ttl_text or (given_urls if urls else None)
+        if orphan is not None:
+            raise ConfigError(f"{orphan.label}: need --turn-secret (SIGNALING_TURN_SECRET)")
         return None
-    ttl = 3600 if ttl_text is None else _positive_number("--turn-ttl", ttl_text, integer=True)
+    if not secret.value:
+        raise ConfigError(f"{secret.label}: must not be empty")
+    ttl = (
+        3600 if ttl_text is None else _positive_number(ttl_text.label, ttl_text.value, integer=True)
+    )
     try:
-        return TurnCredentials(secret=secret, urls=tuple(urls or ()), ttl=ttl)
+        if given_urls is not None:
+            for url in urls:
+                check_turn_url(url, given_urls.label)
+        return TurnCredentials(secret=secret.value, urls=tuple(urls), ttl=ttl)
     except TurnConfigError as exc:
         raise ConfigError(str(exc)) from None

@@ -70,21 +70,24 @@ def credential_for(secret: str, username: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def check_turn_url(url: str) -> str:
-    """A ``turn:``/``turns:`` URL without credentials in it (the hub mints those)."""
+def check_turn_url(url: str, label: str = "--turn-url") -> str:
+    """A ``turn:``/``turns:`` URL without credentials in it (the hub mints those).
+
+    ``label`` starts each error: the flag, or the variable that gave ``url``.
+    """
     if not url.startswith(TURN_SCHEMES):
         raise TurnConfigError(
-            f"--turn-url: {url!r} is not a TURN URL; expected turn:HOST[:PORT][?transport=udp|tcp]"
+            f"{label}: {url!r} is not a TURN URL; expected turn:HOST[:PORT][?transport=udp|tcp]"
             " or turns:HOST[:PORT]"
         )
     rest = url.split(":", 1)[1]
     if "@" in rest:
         raise TurnConfigError(
-            "--turn-url: must not carry USER:SECRET@ (the hub mints credentials from "
+            f"{label}: must not carry USER:SECRET@ (the hub mints credentials from "
             "--turn-secret); expected turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT]"
         )
     if not rest or rest.startswith(("?", ":")):
-        raise TurnConfigError(f"--turn-url: {url!r} has no host")
+        raise TurnConfigError(f"{label}: {url!r} has no host")
     return url
 
 

@@ -47,6 +47,7 @@ def test_env_fallbacks_and_flag_precedence(tmp_path: Path) -> None:
         "PEER_DURATION": "5",
         "PEER_TIMEOUT": "7",
         "PEER_SHOW": "1",
+        "DISPLAY": ":99",
         "PEER_CHAT": "yes",
         "PEER_RECORD": str(tmp_path / "x.webm"),
         "PEER_ICE_SERVERS": "stun:127.0.0.1:3478 turn:u:p@127.0.0.1:3478",
@@ -126,7 +127,7 @@ def test_server_with_more_than_scheme_host_port_is_refused(url: str, found: str)
     assert str(caught.value) == (
         f"--server: {url!r} has {found}; use scheme://host[:port] such as http://127.0.0.1:8080"
     )
-    with pytest.raises(UsageError, match=r"^--server: .* has a path"):
+    with pytest.raises(UsageError, match=r"^PEER_SERVER \(--server\): .* has a path"):
         config_from_args(BASE, {"PEER_SERVER": "http://127.0.0.1:8080/foo"})
 
 
@@ -145,8 +146,73 @@ def test_help_says_a_file_or_webcam_is_scaled_to_size() -> None:
 
 
 def test_bad_env_flag_value() -> None:
-    with pytest.raises(UsageError, match="PEER_SHOW"):
+    with pytest.raises(UsageError, match=r"^PEER_SHOW \(--show\): expected one of 1, true"):
         config_from_args(BASE, {"PEER_SHOW": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--show"], {}),
+        (["--show"], {"DISPLAY": "", "WAYLAND_DISPLAY": ""}),
+        ([], {"PEER_SHOW": "1"}),
+    ],
+)
+def test_show_without_a_display_is_a_usage_error(argv: list[str], env: dict[str, str]) -> None:
+    with pytest.raises(UsageError) as caught:
+        config_from_args([*BASE, *argv], env)
+    assert str(caught.value) == "--show needs a graphical display, and DISPLAY is not set"
+
+
+@pytest.mark.parametrize("display", [{"DISPLAY": ":0"}, {"WAYLAND_DISPLAY": "wayland-0"}])
+def test_show_with_a_display(display: dict[str, str]) -> None:
+    assert config_from_args([*BASE, "--show"], display).show
+    assert not config_from_args(BASE, {"PEER_SHOW": "0"}).show  # off needs no display
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PEER_FPS": "x"}, "PEER_FPS (--fps): expected a number, got 'x'"),
+        ({"PEER_FPS": "90"}, "PEER_FPS (--fps): at most 60, got '90'"),
+        ({"PEER_SIZE": "big"}, "PEER_SIZE (--size): expected WxH such as 640x480, got 'big'"),
+        ({"PEER_CODEC": "av1"}, "PEER_CODEC (--codec): expected vp8 or h264, got 'av1'"),
+        ({"PEER_TIMEOUT": "-1"}, "PEER_TIMEOUT (--timeout): must be a number > 0, got '-1'"),
+        ({"PEER_DURATION": "0"}, "PEER_DURATION (--duration): must be a number > 0, got '0'"),
+        ({"PEER_NAME": ""}, "PEER_NAME (--name): must be 1-64 characters"),
+        ({"PEER_ROLE": "boss"}, "PEER_ROLE (--role): expected caller or answerer, got 'boss'"),
+        (
+            {"PEER_ROOM": "a b"},
+            "PEER_ROOM (--room): 'a b' is malformed; use 1-64 of A-Z a-z 0-9 _ -",
+        ),
+        ({"PEER_AUDIO": "beep"}, "PEER_AUDIO (--audio): 'beep' is neither a source nor a file"),
+        ({"PEER_VIDEO": "/no/f.mp4"}, "PEER_VIDEO (--video): '/no/f.mp4' is neither a source"),
+        ({"PEER_RECORD": "x.avi"}, "PEER_RECORD (--record): 'x.avi' has no supported extension"),
+        ({"PEER_STATS_JSON": "/no/x.json"}, "PEER_STATS_JSON (--stats-json): folder of"),
+        ({"PEER_SERVER": "ftp://x"}, "PEER_SERVER (--server): expected an http:// or https://"),
+        ({"PEER_ICE_SERVERS": "stun:h http://x"}, "PEER_ICE_SERVERS (--ice-server): 'http://x'"),
+        ({"PEER_CHAT": "maybe"}, "PEER_CHAT (--chat): expected one of"),
+        ({"PEER_RELAY_ONLY": "2"}, "PEER_RELAY_ONLY (--relay-only): expected one of"),
+        ({"PEER_NO_MDNS": "?"}, "PEER_NO_MDNS (--no-mdns): expected one of"),
+        ({"PEER_VERBOSE": "lots"}, "PEER_VERBOSE (--verbose): expected a number, got 'lots'"),
+    ],
+)
+def test_bad_environment_value_names_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        config_from_args([], {"PEER_ROOM": "r1", "PEER_ROLE": "caller", **env})
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("flag", "var", "bad"),
+    [("--fps", "PEER_FPS", "x"), ("--size", "PEER_SIZE", "1"), ("--server", "PEER_SERVER", "x")],
+)
+def test_a_bad_flag_is_named_as_the_flag_even_when_the_variable_is_set(
+    flag: str, var: str, bad: str
+) -> None:
+    with pytest.raises(UsageError, match=f"^{flag}: "):
+        config_from_args([*BASE, flag, bad], {var: bad})
 
 
 def test_main_usage_exit_code(capsys: pytest.CaptureFixture[str]) -> None:

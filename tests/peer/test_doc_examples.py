@@ -34,4 +34,5 @@ def test_peer_examples_name_the_hub_and_parse(doc: str) -> None:
     for argv in commands:
         # the hub's address is spelled out, so an example works unchanged on another port
         assert "--server" in argv, f"{doc}: {shlex.join(argv)}"
-        config_from_args(argv, environ={})
+        # the --show example is for a desktop: it has a display there
+        config_from_args(argv, environ={"DISPLAY": ":0"})
