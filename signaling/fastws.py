@@ -7,7 +7,9 @@ queue with another ``wait_for`` per batch. Profiles of the hub under call load
 show that bookkeeping, not our handlers, is where the CPU goes. This transport
 does the same job with a plain read loop: MESSAGE frames go straight to the
 Socket.IO message handler, the rest (PONG, CLOSE, ...) through the stock
-``socket.receive``; the writer waits on the queue without a timer. Reads carry
+``socket.receive``; the writer waits on the queue without a timer, and sends what
+was queued together in one write (aiohttp makes a ``send(2)`` per frame, and on
+loopback each one also pays for the receiver's TCP processing). Reads carry
 no timer either: python-engineio's service task already closes sockets whose
 client stopped answering pings, and that aborts the TCP transport
 (``engine.py``), which ends both loops whatever is still queued. A packet that
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from typing import Any
 
@@ -132,17 +135,71 @@ async def send_stamped(socket: Any, ws: web.WebSocketResponse, data: str | bytes
         setattr(socket, SEND_STARTED, None)
 
 
+def server_frame(data: str | bytes) -> bytes:
+    """One unmasked, unfragmented server-to-client frame (RFC 6455 section 5.2).
+
+    A str becomes a text frame (opcode 0x1, UTF-8), bytes a binary frame (0x2);
+    the length takes 7, 16 or 64 bits as the RFC lays out.
+    """
+    if isinstance(data, str):
+        payload, first = data.encode(), 0x81  # FIN + text
+    else:
+        payload, first = data, 0x82  # FIN + binary
+    size = len(payload)
+    if size < 126:
+        return _LEN7(first, size) + payload
+    if size < 65536:
+        return _LEN16(first, 126, size) + payload
+    return _LEN64(first, 127, size) + payload
+
+
+_LEN7 = struct.Struct("!BB").pack
+_LEN16 = struct.Struct("!BBH").pack
+_LEN64 = struct.Struct("!BBQ").pack
+
+
 async def _write(socket: Any, ws: web.WebSocketResponse) -> None:
+    """Send the socket's queue until its stop mark (None) or an Engine.IO CLOSE.
+
+    What is queued together leaves together: an answerer's join is answered with
+    the offer and every held candidate, an answer's burst of candidates with as many
+    relays, and aiohttp writes each frame with its own send(2). When more than one
+    packet waits and the peer is keeping up (nothing left in the transport's
+    buffer), their frames go in one write. A peer that is behind gets aiohttp's
+    send, which waits for the buffer to drain; so what the hub holds for a slow
+    reader stays bounded by the queue cap plus one batch.
+    """
     queue: asyncio.Queue[Any] = socket.queue
+    transport: asyncio.Transport | None = getattr(socket, LEAN_TRANSPORT, None)
     try:
         while True:
             pkt = await queue.get()
             queue.task_done()
-            if pkt is None:
+            if queue.empty() or transport is None or transport.get_write_buffer_size():
+                if pkt is None:
+                    break
+                await send_stamped(socket, ws, pkt.encode())
+                if pkt.packet_type == packet.CLOSE:
+                    break  # closing the WebSocket ends the read loop too
+                continue
+            frames: list[bytes] = []
+            stop = False
+            while True:
+                if pkt is None:
+                    stop = True
+                    break
+                frames.append(server_frame(pkt.encode()))
+                if pkt.packet_type == packet.CLOSE or queue.empty():
+                    stop = pkt.packet_type == packet.CLOSE
+                    break
+                pkt = queue.get_nowait()
+                queue.task_done()
+            if frames:
+                if ws.closed or transport.is_closing():
+                    break  # aiohttp has sent its CLOSE frame: nothing may follow it
+                transport.write(b"".join(frames))
+            if stop:
                 break
-            await send_stamped(socket, ws, pkt.encode())
-            if pkt.packet_type == packet.CLOSE:
-                break  # closing the WebSocket ends the read loop too
     except Exception:
         pass  # the peer went away; the read loop ends the socket
     finally:
