@@ -66,6 +66,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why HAProxy could not listen on ``host:port``, or None when it could.
+
+    Checked before anything starts: otherwise the launcher's readiness check, a GET of
+    ``/healthz`` on that port, is answered by whatever already listens there, and the
+    launcher says "ready" just before HAProxy fails to bind.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy binds
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            shown = f"[{host}]" if ":" in host else host
+            why = (exc.strerror or str(exc)).lower()  # "address already in use"
+            return f"cannot listen on {shown}:{port}: {why} (--port, CLUSTER_PORT)"
+    return None
+
+
 def haproxy_env(
     bind: str, port: int, hubs: Sequence[str], stats: Path, check_host: str = "localhost"
 ) -> dict[str, str]:
@@ -186,6 +205,9 @@ async def run(opts: Options) -> int:
         if shutil.which(binary) is None:
             say(f"{binary} is not installed: apt-get install {package} (or make sysdeps)")
             return 1
+    if (why := cannot_listen(opts.bind, opts.port)) is not None:
+        say(why)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

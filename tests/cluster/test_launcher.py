@@ -11,6 +11,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -146,3 +147,22 @@ async def test_a_killed_hub_leaves_the_other_serving_and_redis_death_stops_all(
     launcher.until(r"redis \(exit -9\) died; stopping the rest")
     launcher.until(r"\[cluster\] stopped")
     assert all(gone(pid) for pid in launcher.pids.values()), launcher.pids
+
+
+def test_a_port_in_use_is_refused_before_anything_starts() -> None:
+    """Otherwise /healthz on that port is answered by its owner and "ready" is a lie."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "deploy/cluster.py", "--port", str(port)],
+            capture_output=True, text=True, cwd=ROOT, timeout=LIMIT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.strip() == (
+        f"[cluster] cannot listen on 127.0.0.1:{port}: address already in use "
+        "(--port, CLUSTER_PORT)"
+    ), done.stdout
+    assert "started" not in done.stdout and "Traceback" not in done.stderr
