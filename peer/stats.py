@@ -145,7 +145,8 @@ class CallStats:
 
         ``now`` is the stats clock (default: the newest reading's time). Frames that stop
         read as 0 fps once the window has no frame in it, and a bitrate whose newest
-        sender report is more than two windows old reads as unknown (``None``): a
+        sender report is more than two windows old reads as unknown (``None``), as does
+        the latency once no frame is in the window: a
         status line must not repeat the last good figures under a call whose media died.
         """
         times = self._frame_times
@@ -161,7 +162,8 @@ class CallStats:
         kbps = None
         if len(self._bytes) > 1 and now - self._bytes[-1][0] <= 2 * LIVE_WINDOW:
             kbps = self._rate(self._bytes[0], self._bytes[-1])
-        recent = self.latencies_ms[-30:]
+        # the latency of the last frames, not of frames that stopped arriving
+        recent = self.latencies_ms[-30:] if recent_frames else []
         return {
             "fps": fps,
             "kbps": kbps,

@@ -102,12 +102,13 @@ def test_status_line_says_what_signaling_is_doing() -> None:
 
 def test_live_figures_go_stale_when_the_media_stops() -> None:
     s = CallStats(start=0.0)
-    for i in range(31):  # one second of 30 fps
-        s.on_frame(10.0 + i / 30, 320, 240, None, 0)
+    for i in range(31):  # one second of 30 fps, each frame stamped 8 ms before it arrives
+        s.on_frame(10.0 + i / 30, 320, 240, Stamp(i, 1000 + i * 33), 1008 + i * 33)
     s.on_bytes(10.0, 0)
     s.on_bytes(11.0, 62_500)
     live = s.live(11.0)
     assert live["fps"] == pytest.approx(30.0) and live["kbps"] == 500.0
+    assert live["latency_ms"] == 8.0
     later = s.live(11.0 + 2.5)  # no frame for longer than the window
-    assert later["fps"] == 0.0 and later["kbps"] == 500.0
+    assert later["fps"] == 0.0 and later["kbps"] == 500.0 and later["latency_ms"] is None
     assert s.live(11.0 + 4.5)["kbps"] is None  # no sender report for two windows
