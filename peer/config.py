@@ -25,6 +25,7 @@ VIDEO_KINDS = "testsrc, webcam, webcam:N, webcam:/dev/videoN, none or a video fi
 AUDIO_KINDS = "tone, none or an audio file"
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
+IPV6_NETLOC = re.compile(r"\[[0-9A-Fa-f:.]+\](?::[^:]*)?")
 
 
 @dataclass(frozen=True)
@@ -181,12 +182,21 @@ def parse_server(text: str, label: str = "--server") -> str:
     drops any path, and the hub serves only at its root, so a path would be silently
     ignored; a query string would ride along on every Engine.IO request and into the
     printed answer link, and a fragment means nothing here. Each is refused with a
-    :class:`UsageError` that says what was found and what is accepted.
+    :class:`UsageError` that says what was found and what is accepted, as is a host
+    ``urlsplit`` cannot read (an unclosed ``[`` of an IPv6 literal).
     """
     accepted = "use scheme://host[:port] such as http://127.0.0.1:8080"
     if not re.fullmatch(r"https?://[^/?#\s]+\S*", text):
         raise UsageError(f"{label}: expected an http:// or https:// URL, got {text!r}; {accepted}")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unclosed or stray bracket: "Invalid IPv6 URL"
+        parts = None
+    # urlsplit also lets text after "]" pass (http://[::1]x:80); only :PORT may follow
+    if parts is None or ("[" in parts.netloc and not IPV6_NETLOC.fullmatch(parts.netloc)):
+        raise UsageError(
+            f"{label}: {text!r} has a malformed [IPv6] host; {accepted} or http://[::1]:8080"
+        )
     if parts.path not in ("", "/"):
         found = f"a path ({parts.path!r})"
     elif "?" in text:

@@ -131,6 +131,31 @@ def test_server_with_more_than_scheme_host_port_is_refused(url: str, found: str)
         config_from_args(BASE, {"PEER_SERVER": "http://127.0.0.1:8080/foo"})
 
 
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "http://::1]:80", "http://[::1]x:80", "http://[zz]"]
+)
+@pytest.mark.parametrize(
+    ("via", "label"), [("flag", "--server"), ("env", "PEER_SERVER (--server)")]
+)
+def test_main_malformed_ipv6_server_is_one_usage_line(
+    url: str,
+    via: str,
+    label: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """urlsplit raises ``ValueError: Invalid IPv6 URL`` on these: a usage line, not a traceback."""
+    monkeypatch.delenv("PEER_SERVER", raising=False)
+    argv = [*BASE, "--server", url] if via == "flag" else BASE
+    if via == "env":
+        monkeypatch.setenv("PEER_SERVER", url)
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"p2pcall-peer: {label}: {url!r} has a malformed [IPv6] host; "
+        "use scheme://host[:port] such as http://127.0.0.1:8080 or http://[::1]:8080"
+    ]
+
+
 def test_main_server_with_path_is_one_usage_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*BASE, "--server", "http://127.0.0.1:8080/foo"]) == 2
     assert capsys.readouterr().err.splitlines() == [
