@@ -304,6 +304,8 @@ def config_from_args(
             kw["ice_servers"] = tuple(parse_ice_server(u, urls.label) for u in urls.value)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+        for server in kw["ice_servers"]:
+            check_aiortc_ice_host(server["urls"][0], urls.label)
     if (relay_only := _switch(src, "relay_only")) is not None:
         kw["relay_only"] = relay_only
     if (chat := _switch(src, "chat")) is not None:
@@ -315,6 +317,22 @@ def config_from_args(
     elif (verbose := src.one("verbose")) is not None:
         kw["verbose"] = int(_number(verbose.label, verbose.value, zero=True))
     return PeerConfig(**kw)
+
+
+def check_aiortc_ice_host(url: str, label: str = "--ice-server") -> str:
+    """``url`` (credentials already split off) unless its host is an ``[IPv6]`` literal.
+
+    RFC 7064/7065 and browsers take ``stun:[::1]:3478``, but aiortc's ICE agent does
+    not: the call would fail with ``ValueError: malformed uri`` once it gathers. So it
+    is a :class:`UsageError` here, before anything connects.
+    """
+    _, _, address = url.partition(":")
+    if address.startswith("["):
+        raise UsageError(
+            f"{label}: {url!r} has an IPv6 literal host; IPv6 literals are not supported "
+            "by aiortc's ICE agent, use a hostname or an IPv4 address"
+        )
+    return url
 
 
 def check_record_path(path: str, label: str = "--record") -> Path:

@@ -101,6 +101,29 @@ async def test_exit_3_wrong_token() -> None:
         running.process.wait(10)
 
 
+async def test_an_ipv6_literal_ice_server_from_the_hub_is_skipped_with_a_warning() -> None:
+    """The hub's list is for browsers too: aiortc cannot parse ``stun:[::1]``, so the
+    peer says so once and calls with the rest, instead of ``ValueError: malformed uri``."""
+    running = spawn_hub("--ice-server", "stun:[::1]:3478", "--ice-server", "stun:127.0.0.1:9")
+    try:
+        done = await run_cli(
+            "--server", running.url, "--room", "v6", "--role", "caller", *SMALL, "--timeout", "2"
+        )  # fmt: skip
+        assert done.code == 4, done.stderr
+        assert done.last_error_line == (
+            "p2pcall-peer: no answerer came to room 'v6' within 2 s (--timeout)"
+        )
+        warnings = [ln for ln in done.stderr.splitlines() if "skipping ICE server" in ln]
+        assert len(warnings) == 1, done.stderr
+        assert warnings[0].endswith(
+            "skipping ICE server 'stun:[::1]:3478' from the hub: aiortc cannot use it "
+            "(IPv6 literals are not supported by its ICE agent)"
+        )
+    finally:
+        running.process.terminate()
+        running.process.wait(10)
+
+
 async def test_exit_4_no_answerer_before_timeout(hub: RunningHub, tmp_path: Path) -> None:
     stats = tmp_path / "s.json"
     done = await run_cli(

@@ -164,6 +164,29 @@ def test_main_server_with_path_is_one_usage_line(capsys: pytest.CaptureFixture[s
     ]
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("stun:[::1]:3478", "stun:[::1]:3478"),
+        ("stuns:[2001:db8::1]", "stuns:[2001:db8::1]"),
+        ("turn:u:p@[::1]:3478", "turn:[::1]:3478"),  # the credentials are never quoted
+        ("turns:[::1]:5349", "turns:[::1]:5349"),
+    ],
+)
+def test_ice_server_with_an_ipv6_literal_is_refused(url: str, shown: str) -> None:
+    """aioice/aiortc parse no IPv6 literal: refused before connecting, not mid-call."""
+    why = (
+        "has an IPv6 literal host; IPv6 literals are not supported by aiortc's ICE agent, "
+        "use a hostname or an IPv4 address"
+    )
+    with pytest.raises(UsageError) as caught:
+        config_from_args([*BASE, "--ice-server", "stun:127.0.0.1", "--ice-server", url], {})
+    assert str(caught.value) == f"--ice-server: {shown!r} {why}"
+    with pytest.raises(UsageError) as caught:
+        config_from_args(BASE, {"PEER_ICE_SERVERS": url})
+    assert str(caught.value) == f"PEER_ICE_SERVERS (--ice-server): {shown!r} {why}"
+
+
 def test_help_says_a_file_or_webcam_is_scaled_to_size() -> None:
     text = " ".join(build_parser().format_help().split())
     assert "a webcam or video file is scaled to it, stretched when its aspect ratio" in text
