@@ -285,9 +285,8 @@ def config_from_args(
     if (timeout := src.one("timeout")) is not None:
         kw["timeout"] = _number(timeout.label, timeout.value)
     if (show := _switch(src, "show")) is not None:
-        # a usage error found before anything connects, not a media failure mid-call
-        if show and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
-            raise UsageError("--show needs a graphical display, and DISPLAY is not set")
+        if show:
+            check_display(env, "--show" if src.args.show else "PEER_SHOW (--show)")
         kw["show"] = show
     if (record := src.one("record")) is not None:
         try:
@@ -317,6 +316,20 @@ def config_from_args(
     elif (verbose := src.one("verbose")) is not None:
         kw["verbose"] = int(_number(verbose.label, verbose.value, zero=True))
     return PeerConfig(**kw)
+
+
+def check_display(env: Mapping[str, str], label: str = "--show") -> None:
+    """Refuse ``--show`` unless X11's ``DISPLAY`` is set, before anything connects.
+
+    The installed OpenCV's Qt has only its X11 (xcb) platform plugin: with only
+    ``WAYLAND_DISPLAY`` it aborts the process (SIGABRT) once the offer is sent. A
+    Wayland desktop sets ``DISPLAY`` through XWayland, so that is what is required.
+    """
+    if not env.get("DISPLAY"):
+        raise UsageError(
+            f"{label} needs X11's DISPLAY, which is not set; the video window is an X11 "
+            "window (a Wayland session provides DISPLAY through XWayland)"
+        )
 
 
 def check_aiortc_ice_host(url: str, label: str = "--ice-server") -> str:
