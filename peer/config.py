@@ -12,7 +12,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from signaling.config import ConfigError, Sources, parse_ice_server
-from signaling.protocol import NEW_ROOM, ROOM_PATTERN, new_private_room
+from signaling.protocol import NEW_ROOM, ROOM_PATTERN, new_private_room, parse_name
 
 from .errors import UsageError
 from .testsrc import check_size
@@ -261,9 +261,7 @@ def config_from_args(
         raise UsageError("--room new: only a caller makes a new room; the answerer opens its link")
     kw["role"] = role.value
     if (name := src.one("name")) is not None:
-        if not 1 <= len(name.value) <= 64:
-            raise UsageError(f"{name.label}: must be 1-64 characters")
-        kw["name"] = name.value
+        kw["name"] = check_name(name.value, name.label)
     if (token := src.one("token")) is not None:
         kw["token"] = token.value or None
     if (video := src.one("video")) is not None:
@@ -316,6 +314,21 @@ def config_from_args(
     elif (verbose := src.one("verbose")) is not None:
         kw["verbose"] = int(_number(verbose.label, verbose.value, zero=True))
     return PeerConfig(**kw)
+
+
+def check_name(name: str, label: str = "--name") -> str:
+    """``name`` if the hub takes it: :func:`signaling.protocol.parse_name`, the hub's rule.
+
+    Checked here so that a bad name is a usage error (exit 2) before anything connects,
+    not a refusal from the hub; the bad value is quoted escaped (``'a\\x07b'``).
+    """
+    if parse_name({"name": name}) is None:
+        raise UsageError(
+            f"{label}: must be 1-64 characters with no control, surrogate, private-use, "
+            f"unassigned or bidi override/isolate character (U+202A-U+202E, U+2066-U+2069), "
+            f"got {name!r}"
+        )
+    return name
 
 
 def check_display(env: Mapping[str, str], label: str = "--show") -> None:

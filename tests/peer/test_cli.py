@@ -201,6 +201,20 @@ async def test_ctrl_c_while_the_imports_run_ends_like_ctrl_c_mid_call(
     assert done.last_error_line == "p2pcall-peer: call ended (interrupted)"
 
 
+async def test_exit_2_bad_name_before_connecting() -> None:
+    """Port 9 has no hub: exit 2, not 3, shows the name was refused before connecting."""
+    done = await run_cli(
+        "--server", "http://127.0.0.1:9", "--room", "r", "--role", "caller",
+        env={"PEER_NAME": "\u202eevil"},
+    )  # fmt: skip
+    assert done.code == 2, done.stderr
+    assert done.last_error_line.startswith(
+        "p2pcall-peer: PEER_NAME (--name): must be 1-64 characters with no control"
+    )
+    assert done.last_error_line.endswith("got '\\u202eevil'")
+    assert "\u202e" not in done.stderr
+
+
 async def test_exit_2_usage() -> None:
     done = await run_cli("--room", "r", "--role", "boss")
     assert done.code == 2

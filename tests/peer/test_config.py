@@ -187,6 +187,22 @@ def test_ice_server_with_an_ipv6_literal_is_refused(url: str, shown: str) -> Non
     assert str(caught.value) == f"PEER_ICE_SERVERS (--ice-server): {shown!r} {why}"
 
 
+@pytest.mark.parametrize("name", ["a\x07b", "\u202eevil", "tab\there", "\U000f0000", "x" * 65, ""])
+def test_a_name_the_hub_would_refuse_is_a_usage_error(name: str) -> None:
+    """The hub's own rule (``signaling.protocol.parse_name``), checked before connecting."""
+    rule = (
+        "must be 1-64 characters with no control, surrogate, private-use, unassigned or "
+        "bidi override/isolate character (U+202A-U+202E, U+2066-U+2069)"
+    )
+    with pytest.raises(UsageError) as caught:
+        config_from_args([*BASE, "--name", name], {})
+    assert str(caught.value) == f"--name: {rule}, got {name!r}"
+    with pytest.raises(UsageError) as caught:
+        config_from_args(BASE, {"PEER_NAME": name})
+    assert str(caught.value) == f"PEER_NAME (--name): {rule}, got {name!r}"
+    assert "\x07" not in str(caught.value) and "\u202e" not in str(caught.value)
+
+
 def test_help_says_a_file_or_webcam_is_scaled_to_size() -> None:
     text = " ".join(build_parser().format_help().split())
     assert "a webcam or video file is scaled to it, stretched when its aspect ratio" in text
