@@ -248,6 +248,11 @@ class SignalingClient:
             )
         except socketio.exceptions.ConnectionError as exc:
             await self._drop()
+            if self._refused == ErrorCode.UNAUTHORIZED and not self.token:
+                raise Unauthorized(
+                    f"hub {self.url} needs an access token and none was given "
+                    "(--token / PEER_TOKEN)"
+                ) from None
             if self._refused == ErrorCode.UNAUTHORIZED:
                 raise Unauthorized(f"hub {self.url} refused the access token (--token)") from None
             if self._refused == ErrorCode.INVALID:

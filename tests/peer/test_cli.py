@@ -124,6 +124,25 @@ async def test_an_ipv6_literal_ice_server_from_the_hub_is_skipped_with_a_warning
         running.process.wait(10)
 
 
+@pytest.mark.parametrize("token", [None, ""])
+async def test_exit_3_no_token_for_a_hub_that_needs_one(token: str | None) -> None:
+    """An empty PEER_TOKEN is no token: the line says none was given, not that it was wrong."""
+    running = spawn_hub("--token", "s3cret-0123456789abc")
+    try:
+        done = await run_cli(
+            "--server", running.url, "--room", "r", "--role", "caller",
+            env={} if token is None else {"PEER_TOKEN": token},
+        )  # fmt: skip
+        assert done.code == 3
+        assert done.last_error_line == (
+            f"p2pcall-peer: hub {running.url} needs an access token and none was given "
+            "(--token / PEER_TOKEN)"
+        )
+    finally:
+        running.process.terminate()
+        running.process.wait(10)
+
+
 async def test_exit_4_no_answerer_before_timeout(hub: RunningHub, tmp_path: Path) -> None:
     stats = tmp_path / "s.json"
     done = await run_cli(
