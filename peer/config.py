@@ -15,7 +15,7 @@ from signaling.config import ConfigError, Sources, parse_ice_server
 from signaling.protocol import NEW_ROOM, ROOM_PATTERN, new_private_room, parse_name
 
 from .errors import UsageError
-from .testsrc import check_size
+from .testsrc import COLS, MIN_CELL, ROWS, check_size
 
 Role = Literal["caller", "answerer"]
 CODECS = ("vp8", "h264")
@@ -25,6 +25,8 @@ VIDEO_KINDS = "testsrc, webcam, webcam:N, webcam:/dev/videoN, none or a video fi
 AUDIO_KINDS = "tone, none or an audio file"
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
+MAX_SIZE = (3840, 2160)  # 4K UHD, the largest --size the peer sends
+MIN_SIZE = (COLS * MIN_CELL, ROWS * MIN_CELL + 2)  # the testsrc stamp's smallest readable cells
 IPV6_NETLOC = re.compile(r"\[[0-9A-Fa-f:.]+\](?::[^:]*)?")
 
 
@@ -162,16 +164,24 @@ def _switch(src: Sources, dest: str) -> bool | None:
 
 
 def parse_size(text: str, label: str = "--size") -> tuple[int, int]:
-    m = re.fullmatch(r"(\d{1,5})[xX](\d{1,5})", text.strip())
+    """``WxH`` as ``(width, height)``: even, at most ``MAX_SIZE``, big enough for the stamp.
+
+    Raises :class:`UsageError` naming ``label``: not ``WxH``, out of range (the range is
+    given), odd, or too small for the testsrc stamp (``peer.testsrc.check_size``).
+    """
+    m = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
     if not m:
         raise UsageError(f"{label}: expected WxH such as 640x480, got {text!r}")
     width, height = int(m.group(1)), int(m.group(2))
+    if width > MAX_SIZE[0] or height > MAX_SIZE[1]:
+        raise UsageError(
+            f"{label}: {text!r} is too large; width and height are even numbers from "
+            f"{MIN_SIZE[0]}x{MIN_SIZE[1]} up to {MAX_SIZE[0]}x{MAX_SIZE[1]}"
+        )
     try:
         check_size(width, height)
     except ValueError as exc:
         raise UsageError(f"{label}: {exc}") from None
-    if width > 3840 or height > 2160:
-        raise UsageError(f"{label}: at most 3840x2160, got {text!r}")
     return width, height
 
 

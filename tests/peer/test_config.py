@@ -203,6 +203,17 @@ def test_a_name_the_hub_would_refuse_is_a_usage_error(name: str) -> None:
     assert "\x07" not in str(caught.value) and "\u202e" not in str(caught.value)
 
 
+@pytest.mark.parametrize("size", ["100000x100000", "3842x480", "640x2162", "99999999999x2"])
+def test_a_size_too_large_says_the_accepted_range(size: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        config_from_args([*BASE, "--size", size], {})
+    assert str(caught.value) == (
+        f"--size: {size!r} is too large; width and height are even numbers from 160x34 "
+        "up to 3840x2160"
+    )
+    assert config_from_args([*BASE, "--size", "3840x2160"], {}).size == (3840, 2160)
+
+
 def test_help_says_a_file_or_webcam_is_scaled_to_size() -> None:
     text = " ".join(build_parser().format_help().split())
     assert "a webcam or video file is scaled to it, stretched when its aspect ratio" in text
