@@ -79,7 +79,7 @@ from .remote_ice import RemoteIce
 from .signaling import Pushed, SignalingClient
 from .sinks import LatestFrame, VideoSink, drain
 from .stats import CallStats, selected_pair
-from .turn import TurnChoice, choose_turn, for_aiortc, turn_urls
+from .turn import TurnChoice, choose_turn, for_aiortc, turn_urls, usable_by_aiortc
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class Call:
         servers = options.ice_servers
         if servers is None:
             servers = welcome.ice_servers if welcome is not None else []
-        self._servers = servers
+        self._servers = servers = usable_by_aiortc(servers)
         turns = turn_urls(servers)
         # the preferred TURN URL until start() has tried them all (see _choose_turn)
         self._preselected = turns[0] if turns else None

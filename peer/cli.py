@@ -3,19 +3,22 @@
 Every expected failure ends in one line on stderr and an exit code from
 :class:`~peer.errors.ExitCode`; resources close in ``finally`` blocks. Flags are
 parsed before the media stack loads, so ``--help`` and usage errors are instant.
+
+Ctrl-C ends the process the same way wherever it lands: mid-call, or in the first
+half second while aiortc, PyAV and numpy are still being imported. That is why this
+module imports only small standard-library modules at its top: the console script
+imports it before :func:`main` can catch anything.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .config import config_from_args
-from .errors import ExitCode, PeerError
+INTERRUPTED = "interrupted"  # the end reason of a Ctrl-C (SIGINT) or SIGTERM
 
 log = logging.getLogger("peer")
 
@@ -39,19 +42,48 @@ def _configure_logging(verbose: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``p2pcall-peer`` with ``argv`` (default ``sys.argv[1:]``); the exit code.
+
+    A Ctrl-C that comes before the call has its own SIGINT handler (while flags are
+    parsed or the media stack loads) ends like one mid-call: the line
+    ``p2pcall-peer: call ended (interrupted)`` and exit 0, no traceback.
+    """
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        return interrupted()
+
+
+def interrupted() -> int:
+    """Say the call ended by Ctrl-C, as :func:`peer.session.run_peer` ends it; exit 0."""
+    # CPython 3.11 records a KeyboardInterrupt that escapes an exec() of a string
+    # (dataclasses and namedtuple build their methods so, at import) as unhandled even
+    # once it is caught, and `python -m` then kills itself by SIGINT at exit; the next
+    # exec() of a string clears that record, so the exit code below is the one kept.
+    exec("pass")
+    print(f"p2pcall-peer: call ended ({INTERRUPTED})", file=sys.stderr)
+    return 0
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    import asyncio
+
+    from .config import config_from_args
+    from .errors import ExitCode, PeerError
+
     try:
         cfg = config_from_args(argv)
     except PeerError as exc:
         print(f"p2pcall-peer: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     _configure_logging(cfg.verbose)
-    if cfg.show:
-        from . import display  # noqa: F401  OpenCV before PyAV, see peer.display
-    from .session import run_peer
-
     result: dict[str, Any] = {}
     code = ExitCode.OK
     try:
+        if cfg.show:
+            from . import display  # noqa: F401  OpenCV before PyAV, see peer.display
+        from .session import run_peer
+
         reason = asyncio.run(run_peer(cfg, result))
         result["end_reason"] = reason
         print(f"p2pcall-peer: call ended ({reason})", file=sys.stderr)
@@ -59,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.exit_code
         result["error"] = str(exc)
         print(f"p2pcall-peer: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        result["end_reason"] = "interrupted"
+    except KeyboardInterrupt:  # before run_peer set its own SIGINT handler
+        result["end_reason"] = INTERRUPTED
+        code = ExitCode(interrupted())
     except Exception as exc:  # a bug or an aiortc failure: say so in one line, exit as media
         log.debug("unexpected failure", exc_info=True)
         code = ExitCode.MEDIA

@@ -12,10 +12,10 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from signaling.config import ConfigError, Sources, parse_ice_server
-from signaling.protocol import NEW_ROOM, ROOM_PATTERN, new_private_room
+from signaling.protocol import NEW_ROOM, ROOM_PATTERN, new_private_room, parse_name
 
 from .errors import UsageError
-from .testsrc import check_size
+from .testsrc import COLS, MIN_CELL, ROWS, check_size
 
 Role = Literal["caller", "answerer"]
 CODECS = ("vp8", "h264")
@@ -25,6 +25,9 @@ VIDEO_KINDS = "testsrc, webcam, webcam:N, webcam:/dev/videoN, none or a video fi
 AUDIO_KINDS = "tone, none or an audio file"
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
+MAX_SIZE = (3840, 2160)  # 4K UHD, the largest --size the peer sends
+MIN_SIZE = (COLS * MIN_CELL, ROWS * MIN_CELL + 2)  # the testsrc stamp's smallest readable cells
+IPV6_NETLOC = re.compile(r"\[[0-9A-Fa-f:.]+\](?::[^:]*)?")
 
 
 @dataclass(frozen=True)
@@ -161,16 +164,24 @@ def _switch(src: Sources, dest: str) -> bool | None:
 
 
 def parse_size(text: str, label: str = "--size") -> tuple[int, int]:
-    m = re.fullmatch(r"(\d{1,5})[xX](\d{1,5})", text.strip())
+    """``WxH`` as ``(width, height)``: even, at most ``MAX_SIZE``, big enough for the stamp.
+
+    Raises :class:`UsageError` naming ``label``: not ``WxH``, out of range (the range is
+    given), odd, or too small for the testsrc stamp (``peer.testsrc.check_size``).
+    """
+    m = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
     if not m:
         raise UsageError(f"{label}: expected WxH such as 640x480, got {text!r}")
     width, height = int(m.group(1)), int(m.group(2))
+    if width > MAX_SIZE[0] or height > MAX_SIZE[1]:
+        raise UsageError(
+            f"{label}: {text!r} is too large; width and height are even numbers from "
+            f"{MIN_SIZE[0]}x{MIN_SIZE[1]} up to {MAX_SIZE[0]}x{MAX_SIZE[1]}"
+        )
     try:
         check_size(width, height)
     except ValueError as exc:
         raise UsageError(f"{label}: {exc}") from None
-    if width > 3840 or height > 2160:
-        raise UsageError(f"{label}: at most 3840x2160, got {text!r}")
     return width, height
 
 
@@ -181,12 +192,21 @@ def parse_server(text: str, label: str = "--server") -> str:
     drops any path, and the hub serves only at its root, so a path would be silently
     ignored; a query string would ride along on every Engine.IO request and into the
     printed answer link, and a fragment means nothing here. Each is refused with a
-    :class:`UsageError` that says what was found and what is accepted.
+    :class:`UsageError` that says what was found and what is accepted, as is a host
+    ``urlsplit`` cannot read (an unclosed ``[`` of an IPv6 literal).
     """
     accepted = "use scheme://host[:port] such as http://127.0.0.1:8080"
     if not re.fullmatch(r"https?://[^/?#\s]+\S*", text):
         raise UsageError(f"{label}: expected an http:// or https:// URL, got {text!r}; {accepted}")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unclosed or stray bracket: "Invalid IPv6 URL"
+        parts = None
+    # urlsplit also lets text after "]" pass (http://[::1]x:80); only :PORT may follow
+    if parts is None or ("[" in parts.netloc and not IPV6_NETLOC.fullmatch(parts.netloc)):
+        raise UsageError(
+            f"{label}: {text!r} has a malformed [IPv6] host; {accepted} or http://[::1]:8080"
+        )
     if parts.path not in ("", "/"):
         found = f"a path ({parts.path!r})"
     elif "?" in text:
@@ -251,9 +271,7 @@ def config_from_args(
         raise UsageError("--room new: only a caller makes a new room; the answerer opens its link")
     kw["role"] = role.value
     if (name := src.one("name")) is not None:
-        if not 1 <= len(name.value) <= 64:
-            raise UsageError(f"{name.label}: must be 1-64 characters")
-        kw["name"] = name.value
+        kw["name"] = check_name(name.value, name.label)
     if (token := src.one("token")) is not None:
         kw["token"] = token.value or None
     if (video := src.one("video")) is not None:
@@ -275,9 +293,8 @@ def config_from_args(
     if (timeout := src.one("timeout")) is not None:
         kw["timeout"] = _number(timeout.label, timeout.value)
     if (show := _switch(src, "show")) is not None:
-        # a usage error found before anything connects, not a media failure mid-call
-        if show and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
-            raise UsageError("--show needs a graphical display, and DISPLAY is not set")
+        if show:
+            check_display(env, "--show" if src.args.show else "PEER_SHOW (--show)")
         kw["show"] = show
     if (record := src.one("record")) is not None:
         try:
@@ -294,6 +311,8 @@ def config_from_args(
             kw["ice_servers"] = tuple(parse_ice_server(u, urls.label) for u in urls.value)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+        for server in kw["ice_servers"]:
+            check_aiortc_ice_host(server["urls"][0], urls.label)
     if (relay_only := _switch(src, "relay_only")) is not None:
         kw["relay_only"] = relay_only
     if (chat := _switch(src, "chat")) is not None:
@@ -305,6 +324,51 @@ def config_from_args(
     elif (verbose := src.one("verbose")) is not None:
         kw["verbose"] = int(_number(verbose.label, verbose.value, zero=True))
     return PeerConfig(**kw)
+
+
+def check_name(name: str, label: str = "--name") -> str:
+    """``name`` if the hub takes it: :func:`signaling.protocol.parse_name`, the hub's rule.
+
+    Checked here so that a bad name is a usage error (exit 2) before anything connects,
+    not a refusal from the hub; the bad value is quoted escaped (``'a\\x07b'``).
+    """
+    if parse_name({"name": name}) is None:
+        raise UsageError(
+            f"{label}: must be 1-64 characters with no control, surrogate, private-use, "
+            f"unassigned or bidi override/isolate character (U+202A-U+202E, U+2066-U+2069), "
+            f"got {name!r}"
+        )
+    return name
+
+
+def check_display(env: Mapping[str, str], label: str = "--show") -> None:
+    """Refuse ``--show`` unless X11's ``DISPLAY`` is set, before anything connects.
+
+    The installed OpenCV's Qt has only its X11 (xcb) platform plugin: with only
+    ``WAYLAND_DISPLAY`` it aborts the process (SIGABRT) once the offer is sent. A
+    Wayland desktop sets ``DISPLAY`` through XWayland, so that is what is required.
+    """
+    if not env.get("DISPLAY"):
+        raise UsageError(
+            f"{label} needs X11's DISPLAY, which is not set; the video window is an X11 "
+            "window (a Wayland session provides DISPLAY through XWayland)"
+        )
+
+
+def check_aiortc_ice_host(url: str, label: str = "--ice-server") -> str:
+    """``url`` (credentials already split off) unless its host is an ``[IPv6]`` literal.
+
+    RFC 7064/7065 and browsers take ``stun:[::1]:3478``, but aiortc's ICE agent does
+    not: the call would fail with ``ValueError: malformed uri`` once it gathers. So it
+    is a :class:`UsageError` here, before anything connects.
+    """
+    _, _, address = url.partition(":")
+    if address.startswith("["):
+        raise UsageError(
+            f"{label}: {url!r} has an IPv6 literal host; IPv6 literals are not supported "
+            "by aiortc's ICE agent, use a hostname or an IPv4 address"
+        )
+    return url
 
 
 def check_record_path(path: str, label: str = "--record") -> Path:

@@ -95,6 +95,7 @@ class SignalingClient:
         self._loop = asyncio.get_running_loop()
         self._welcome: asyncio.Future[Welcome] = self._loop.create_future()
         self._refused: str | None = None
+        self._refused_because: str | None = None  # the hub's sentence with its refusal
         self._request_seq = 0
         self._unacked: OrderedDict[int, _Request] = OrderedDict()
         self._ready = asyncio.Event()  # connected and every unacked request re-sent
@@ -208,7 +209,11 @@ class SignalingClient:
         self._deliver(Pushed(SESSION_LOST, {"reason": reason}))
 
     def _on_connect_error(self, data: Any = None) -> None:
+        # the hub refuses with ConnectionRefusedError(code, sentence): {"message": code,
+        # "data": sentence}; the sentence says what it accepts
         self._refused = data.get("message") if isinstance(data, dict) else str(data)
+        said = data.get("data") if isinstance(data, dict) else None
+        self._refused_because = said if isinstance(said, str) else None
 
     def _on_disconnect(self, reason: Any = None) -> None:
         self._ready.clear()
@@ -243,11 +248,18 @@ class SignalingClient:
             )
         except socketio.exceptions.ConnectionError as exc:
             await self._drop()
+            if self._refused == ErrorCode.UNAUTHORIZED and not self.token:
+                raise Unauthorized(
+                    f"hub {self.url} needs an access token and none was given "
+                    "(--token / PEER_TOKEN)"
+                ) from None
             if self._refused == ErrorCode.UNAUTHORIZED:
                 raise Unauthorized(f"hub {self.url} refused the access token (--token)") from None
             if self._refused == ErrorCode.INVALID:
+                said = self._refused_because or "auth.name"
+                what = "the name (--name)" if "auth.name" in said else "the connect"
                 raise SignalingError(
-                    ErrorCode.INVALID, f"hub {self.url} refused the name (--name)"
+                    ErrorCode.INVALID, f"hub {self.url} refused {what}: {said}"
                 ) from None
             raise HubUnreachable(
                 f"cannot reach the hub at {self.url} ({exc}); is it running? check --server"

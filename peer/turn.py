@@ -85,6 +85,39 @@ def turn_urls(servers: Sequence[dict[str, Any]]) -> list[TurnUrl]:
     return sorted(found, key=lambda t: PREFERENCE.index(t.transport))
 
 
+def usable_by_aiortc(servers: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``servers`` (``RTCIceServer`` dicts) without the URLs aiortc cannot parse.
+
+    aiortc's URL pattern takes no ``:`` in the host, so an IPv6 literal
+    (``stun:[::1]:3478``, which RFC 7064 and browsers accept) makes the whole call fail
+    with ``ValueError: malformed uri`` when the connection gathers. A hub's list is
+    meant for browsers too, so such a URL is skipped here with one warning naming it,
+    and the rest are used; a server left with no URL is dropped.
+    """
+    kept: list[dict[str, Any]] = []
+    for server in servers:
+        urls = server.get("urls") or []
+        good = [
+            str(u) for u in ([urls] if isinstance(urls, str) else urls) if _aiortc_takes(str(u))
+        ]
+        if good:
+            kept.append({**server, "urls": good})
+    return kept
+
+
+def _aiortc_takes(url: str) -> bool:
+    """Whether aiortc parses ``url``; if not, say so in one warning line naming it."""
+    from aiortc.rtcicetransport import parse_stun_turn_uri
+
+    try:
+        parse_stun_turn_uri(url)
+    except ValueError as exc:
+        why = "IPv6 literals are not supported by its ICE agent" if "[" in url else str(exc)
+        log.warning("skipping ICE server %r from the hub: aiortc cannot use it (%s)", url, why)
+        return False
+    return True
+
+
 def for_aiortc(servers: Sequence[dict[str, Any]], turn: TurnUrl | None) -> list[dict[str, Any]]:
     """The first STUN URL and only ``turn``: exactly what aiortc will use, nothing hidden."""
     out: list[dict[str, Any]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tests.conftest import ROOT
@@ -22,11 +23,17 @@ class Finished:
         return lines[-1] if lines else ""
 
 
-async def start_cli(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    """``--no-mdns`` always: a test sends no multicast DNS query off loopback."""
+async def start_cli(
+    *args: str, env: dict[str, str] | None = None, python: Sequence[str] = ()
+) -> asyncio.subprocess.Process:
+    """``--no-mdns`` always: a test sends no multicast DNS query off loopback.
+
+    ``python`` are interpreter options put before ``-m peer`` (``-X importtime``).
+    """
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PEER_")}
     return await asyncio.create_subprocess_exec(
         sys.executable,
+        *python,
         "-m",
         "peer",
         "--no-mdns",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,48 @@ async def test_exit_3_wrong_token() -> None:
         running.process.wait(10)
 
 
+async def test_an_ipv6_literal_ice_server_from_the_hub_is_skipped_with_a_warning() -> None:
+    """The hub's list is for browsers too: aiortc cannot parse ``stun:[::1]``, so the
+    peer says so once and calls with the rest, instead of ``ValueError: malformed uri``."""
+    running = spawn_hub("--ice-server", "stun:[::1]:3478", "--ice-server", "stun:127.0.0.1:9")
+    try:
+        done = await run_cli(
+            "--server", running.url, "--room", "v6", "--role", "caller", *SMALL, "--timeout", "2"
+        )  # fmt: skip
+        assert done.code == 4, done.stderr
+        assert done.last_error_line == (
+            "p2pcall-peer: no answerer came to room 'v6' within 2 s (--timeout)"
+        )
+        warnings = [ln for ln in done.stderr.splitlines() if "skipping ICE server" in ln]
+        assert len(warnings) == 1, done.stderr
+        assert warnings[0].endswith(
+            "skipping ICE server 'stun:[::1]:3478' from the hub: aiortc cannot use it "
+            "(IPv6 literals are not supported by its ICE agent)"
+        )
+    finally:
+        running.process.terminate()
+        running.process.wait(10)
+
+
+@pytest.mark.parametrize("token", [None, ""])
+async def test_exit_3_no_token_for_a_hub_that_needs_one(token: str | None) -> None:
+    """An empty PEER_TOKEN is no token: the line says none was given, not that it was wrong."""
+    running = spawn_hub("--token", "s3cret-0123456789abc")
+    try:
+        done = await run_cli(
+            "--server", running.url, "--room", "r", "--role", "caller",
+            env={} if token is None else {"PEER_TOKEN": token},
+        )  # fmt: skip
+        assert done.code == 3
+        assert done.last_error_line == (
+            f"p2pcall-peer: hub {running.url} needs an access token and none was given "
+            "(--token / PEER_TOKEN)"
+        )
+    finally:
+        running.process.terminate()
+        running.process.wait(10)
+
+
 async def test_exit_4_no_answerer_before_timeout(hub: RunningHub, tmp_path: Path) -> None:
     stats = tmp_path / "s.json"
     done = await run_cli(
@@ -140,15 +183,55 @@ async def test_exit_4_when_the_other_peer_is_killed_mid_call(hub: RunningHub) ->
     assert "Traceback" not in done.stderr and "call ended" not in done.stderr
 
 
-async def test_exit_2_show_without_display() -> None:
+@pytest.mark.parametrize("wayland", ["", "wayland-0"])
+async def test_exit_2_show_without_display(wayland: str) -> None:
+    """Wayland alone is refused too: OpenCV's Qt here has only the xcb plugin and would
+    abort (SIGABRT) after the offer was sent."""
     done = await run_cli(
         "--server", "http://127.0.0.1:9", "--room", "r", "--role", "caller", "--show",
-        env={"DISPLAY": "", "WAYLAND_DISPLAY": ""},
+        env={"DISPLAY": "", "WAYLAND_DISPLAY": wayland},
     )  # fmt: skip
     assert done.code == 2
     assert done.last_error_line == (
-        "p2pcall-peer: --show needs a graphical display, and DISPLAY is not set"
+        "p2pcall-peer: --show needs X11's DISPLAY, which is not set; the video window is an "
+        "X11 window (a Wayland session provides DISPLAY through XWayland)"
     )
+
+
+@pytest.mark.parametrize("module", ["peer.cli", "numpy", "av", "aiortc", "socketio"])
+async def test_ctrl_c_while_the_imports_run_ends_like_ctrl_c_mid_call(
+    hub: RunningHub, module: str
+) -> None:
+    """SIGINT right after ``module`` is imported: in ``python -m peer``'s import of the
+    CLI, in the config's numpy, in the media stack's PyAV and aiortc, in python-socketio.
+    ``-X importtime`` says on stderr when each import is done, so no sleep is guessed."""
+    peer = await start_cli(
+        "--server", hub.url, "--room", f"early-{module}", "--role", "caller", *SMALL,
+        python=["-X", "importtime"],
+    )  # fmt: skip
+    assert peer.stderr is not None
+    done_line = re.compile(rf"import time: .*\| +{re.escape(module)}\n".encode())
+    while not done_line.fullmatch(line := await asyncio.wait_for(peer.stderr.readline(), 60)):
+        assert line, f"the peer exited before importing {module}"
+    peer.send_signal(signal.SIGINT)
+    done = await finish(peer, limit=30)
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
+    assert done.code == 0, done.stderr[-2000:]
+    assert done.last_error_line == "p2pcall-peer: call ended (interrupted)"
+
+
+async def test_exit_2_bad_name_before_connecting() -> None:
+    """Port 9 has no hub: exit 2, not 3, shows the name was refused before connecting."""
+    done = await run_cli(
+        "--server", "http://127.0.0.1:9", "--room", "r", "--role", "caller",
+        env={"PEER_NAME": "\u202eevil"},
+    )  # fmt: skip
+    assert done.code == 2, done.stderr
+    assert done.last_error_line.startswith(
+        "p2pcall-peer: PEER_NAME (--name): must be 1-64 characters with no control"
+    )
+    assert done.last_error_line.endswith("got '\\u202eevil'")
+    assert "\u202e" not in done.stderr
 
 
 async def test_exit_2_usage() -> None:

@@ -131,12 +131,87 @@ def test_server_with_more_than_scheme_host_port_is_refused(url: str, found: str)
         config_from_args(BASE, {"PEER_SERVER": "http://127.0.0.1:8080/foo"})
 
 
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "http://::1]:80", "http://[::1]x:80", "http://[zz]"]
+)
+@pytest.mark.parametrize(
+    ("via", "label"), [("flag", "--server"), ("env", "PEER_SERVER (--server)")]
+)
+def test_main_malformed_ipv6_server_is_one_usage_line(
+    url: str,
+    via: str,
+    label: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """urlsplit raises ``ValueError: Invalid IPv6 URL`` on these: a usage line, not a traceback."""
+    monkeypatch.delenv("PEER_SERVER", raising=False)
+    argv = [*BASE, "--server", url] if via == "flag" else BASE
+    if via == "env":
+        monkeypatch.setenv("PEER_SERVER", url)
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"p2pcall-peer: {label}: {url!r} has a malformed [IPv6] host; "
+        "use scheme://host[:port] such as http://127.0.0.1:8080 or http://[::1]:8080"
+    ]
+
+
 def test_main_server_with_path_is_one_usage_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*BASE, "--server", "http://127.0.0.1:8080/foo"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         "p2pcall-peer: --server: 'http://127.0.0.1:8080/foo' has a path ('/foo'); "
         "use scheme://host[:port] such as http://127.0.0.1:8080"
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("stun:[::1]:3478", "stun:[::1]:3478"),
+        ("stuns:[2001:db8::1]", "stuns:[2001:db8::1]"),
+        ("turn:u:p@[::1]:3478", "turn:[::1]:3478"),  # the credentials are never quoted
+        ("turns:[::1]:5349", "turns:[::1]:5349"),
+    ],
+)
+def test_ice_server_with_an_ipv6_literal_is_refused(url: str, shown: str) -> None:
+    """aioice/aiortc parse no IPv6 literal: refused before connecting, not mid-call."""
+    why = (
+        "has an IPv6 literal host; IPv6 literals are not supported by aiortc's ICE agent, "
+        "use a hostname or an IPv4 address"
+    )
+    with pytest.raises(UsageError) as caught:
+        config_from_args([*BASE, "--ice-server", "stun:127.0.0.1", "--ice-server", url], {})
+    assert str(caught.value) == f"--ice-server: {shown!r} {why}"
+    with pytest.raises(UsageError) as caught:
+        config_from_args(BASE, {"PEER_ICE_SERVERS": url})
+    assert str(caught.value) == f"PEER_ICE_SERVERS (--ice-server): {shown!r} {why}"
+
+
+@pytest.mark.parametrize("name", ["a\x07b", "\u202eevil", "tab\there", "\U000f0000", "x" * 65, ""])
+def test_a_name_the_hub_would_refuse_is_a_usage_error(name: str) -> None:
+    """The hub's own rule (``signaling.protocol.parse_name``), checked before connecting."""
+    rule = (
+        "must be 1-64 characters with no control, surrogate, private-use, unassigned or "
+        "bidi override/isolate character (U+202A-U+202E, U+2066-U+2069)"
+    )
+    with pytest.raises(UsageError) as caught:
+        config_from_args([*BASE, "--name", name], {})
+    assert str(caught.value) == f"--name: {rule}, got {name!r}"
+    with pytest.raises(UsageError) as caught:
+        config_from_args(BASE, {"PEER_NAME": name})
+    assert str(caught.value) == f"PEER_NAME (--name): {rule}, got {name!r}"
+    assert "\x07" not in str(caught.value) and "\u202e" not in str(caught.value)
+
+
+@pytest.mark.parametrize("size", ["100000x100000", "3842x480", "640x2162", "99999999999x2"])
+def test_a_size_too_large_says_the_accepted_range(size: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        config_from_args([*BASE, "--size", size], {})
+    assert str(caught.value) == (
+        f"--size: {size!r} is too large; width and height are even numbers from 160x34 "
+        "up to 3840x2160"
+    )
+    assert config_from_args([*BASE, "--size", "3840x2160"], {}).size == (3840, 2160)
 
 
 def test_help_says_a_file_or_webcam_is_scaled_to_size() -> None:
@@ -150,23 +225,37 @@ def test_bad_env_flag_value() -> None:
         config_from_args(BASE, {"PEER_SHOW": "maybe"})
 
 
+NO_DISPLAY = (
+    "needs X11's DISPLAY, which is not set; the video window is an X11 window "
+    "(a Wayland session provides DISPLAY through XWayland)"
+)
+
+
 @pytest.mark.parametrize(
-    ("argv", "env"),
+    ("argv", "env", "label"),
     [
-        (["--show"], {}),
-        (["--show"], {"DISPLAY": "", "WAYLAND_DISPLAY": ""}),
-        ([], {"PEER_SHOW": "1"}),
+        (["--show"], {}, "--show"),
+        (["--show"], {"DISPLAY": "", "WAYLAND_DISPLAY": ""}, "--show"),
+        # OpenCV's Qt has only the xcb plugin: with Wayland alone it aborts mid-call
+        (["--show"], {"WAYLAND_DISPLAY": "wayland-0"}, "--show"),
+        ([], {"PEER_SHOW": "1"}, "PEER_SHOW (--show)"),
+        ([], {"PEER_SHOW": "1", "WAYLAND_DISPLAY": "wayland-0"}, "PEER_SHOW (--show)"),
     ],
 )
-def test_show_without_a_display_is_a_usage_error(argv: list[str], env: dict[str, str]) -> None:
+def test_show_without_an_x11_display_is_a_usage_error(
+    argv: list[str], env: dict[str, str], label: str
+) -> None:
     with pytest.raises(UsageError) as caught:
         config_from_args([*BASE, *argv], env)
-    assert str(caught.value) == "--show needs a graphical display, and DISPLAY is not set"
+    assert str(caught.value) == f"{label} {NO_DISPLAY}"
 
 
-@pytest.mark.parametrize("display", [{"DISPLAY": ":0"}, {"WAYLAND_DISPLAY": "wayland-0"}])
+@pytest.mark.parametrize(
+    "display", [{"DISPLAY": ":0"}, {"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}]
+)
 def test_show_with_a_display(display: dict[str, str]) -> None:
     assert config_from_args([*BASE, "--show"], display).show
+    assert config_from_args(BASE, {"PEER_SHOW": "1", **display}).show
     assert not config_from_args(BASE, {"PEER_SHOW": "0"}).show  # off needs no display
 
 

@@ -101,3 +101,15 @@ async def test_peer_left_reaches_the_other_side(hub: RunningHub) -> None:
     event = await asyncio.wait_for(answerer.events.get(), 10)
     assert (event.event, event.payload["reason"]) == ("hangup", "peer_left")
     await answerer.close()
+
+
+@pytest.mark.parametrize("name", ["a\x07b", "\u202eevil", "x" * 65])
+async def test_a_refused_name_carries_the_hubs_sentence(hub: RunningHub, name: str) -> None:
+    """The CLI checks names first; a library user still learns what the hub accepts."""
+    client = SignalingClient(hub.url, name=name, timeout=10, reconnect=False)
+    with pytest.raises(SignalingError) as caught:
+        await client.connect()
+    assert str(caught.value) == (
+        f"hub {hub.url} refused the name (--name): auth.name must be a string of 1-64 "
+        "printable characters (no control, surrogate or bidi-override characters)"
+    )
