@@ -28,6 +28,7 @@ from typing import Any
 
 import socketio
 
+from .diagnose import why_connect_failed
 from .errors import HubUnreachable, SessionLost, SignalingError, Unauthorized, signaling_error
 from .protocol import PUSHED_EVENTS, ErrorCode, Event
 
@@ -261,6 +262,14 @@ class SignalingClient:
                 raise SignalingError(
                     ErrorCode.INVALID, f"hub {self.url} refused {what}: {said}"
                 ) from None
+            if self._refused == ErrorCode.LIMIT:
+                raise SignalingError(
+                    ErrorCode.LIMIT,
+                    f"hub {self.url} refused the connect: {self._refused_because or 'limit'}",
+                ) from None
+            why = await why_connect_failed(self.url, self.timeout)
+            if why is not None:
+                raise HubUnreachable(why) from None
             raise HubUnreachable(
                 f"cannot reach the hub at {self.url} ({exc}); is it running? check --server"
             ) from None

@@ -6,12 +6,15 @@ import asyncio
 import json
 import re
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from peer.signaling import SignalingClient
-from tests.conftest import RunningHub, spawn_hub
+from signaling import Config
+from tests.conftest import RunningHub, spawn_hub, start_hub
 
 from .cli_run import finish, run_cli, start_cli
 
@@ -263,3 +266,73 @@ async def test_room_new_prints_an_answer_link_to_a_private_room(hub: RunningHub)
     finally:
         caller.terminate()
         await finish(caller)
+
+
+@pytest.fixture
+async def capped_hub() -> AsyncIterator[RunningHub]:
+    """One connection per address, one wrong token per minute: each limit in one try."""
+    config = Config(port=0, max_connections_per_address=1, token=TOKEN, max_token_failures=1)
+    running, runner = await start_hub(config)
+    try:
+        yield running
+    finally:
+        await runner.cleanup()
+
+
+TOKEN = "a-token-of-16-chars-or-more"
+
+
+async def test_exit_3_over_the_connection_cap_quotes_the_hub(capped_hub: RunningHub) -> None:
+    """python-socketio says only "Connection error" for the hub's 503: the peer asks why."""
+    port = int(capped_hub.url.rsplit(":", 1)[1])
+    _, held = await asyncio.open_connection("127.0.0.1", port)  # this address's one connection
+    try:
+        done = await run_cli(
+            "--server", capped_hub.url, "--room", "r", "--role", "caller", "--token", TOKEN
+        )
+    finally:
+        held.close()
+    assert done.code == 3, done.stderr
+    assert done.last_error_line == (
+        f"p2pcall-peer: the hub at {capped_hub.url} refused the connection: limit: this "
+        "address is over 1 open connections (--max-connections-per-address); close some or "
+        "try again later"
+    )
+
+
+async def test_exit_3_token_guessing_throttled_says_limit(capped_hub: RunningHub) -> None:
+    common = ["--server", capped_hub.url, "--room", "r", "--role", "caller"]
+    wrong = await run_cli(*common, "--token", "wrong-token-of-16-chars")
+    assert wrong.code == 3 and "refused the access token" in wrong.last_error_line
+    throttled = await run_cli(*common, "--token", TOKEN)  # right, but too late
+    assert throttled.code == 3, throttled.stderr
+    assert re.fullmatch(
+        rf"p2pcall-peer: hub {capped_hub.url} refused the connect: too many wrong access "
+        r"tokens from your address; try again in \d+ s \(.*--max-token-failures\)",
+        throttled.last_error_line,
+    ), throttled.last_error_line
+
+
+async def test_exit_3_https_to_a_plain_hub_names_tls(hub: RunningHub) -> None:
+    url = hub.url.replace("http://", "https://")
+    done = await run_cli("--server", url, "--room", "r", "--role", "caller")
+    assert done.code == 3, done.stderr
+    assert done.last_error_line.startswith(f"p2pcall-peer: the TLS handshake with {url} failed")
+    assert done.last_error_line.endswith("reached with http://, not https://")
+
+
+async def test_exit_3_a_web_server_that_is_not_a_hub() -> None:
+    runner = web.AppRunner(web.Application())  # answers 404 to everything
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        done = await run_cli("--server", url, "--room", "r", "--role", "caller")
+    finally:
+        await runner.cleanup()
+    assert done.code == 3, done.stderr
+    assert done.last_error_line == (
+        f"p2pcall-peer: {url} answered HTTP 404 to /healthz: it is not a p2pcall hub "
+        "(check --server)"
+    )
