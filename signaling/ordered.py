@@ -29,17 +29,20 @@ from engineio import packet as eio_packet
 from .engine import LeanEngineServer
 from .fastws import LeanWebSocket
 from .manager import IndexedManager
-from .transport import NAMESPACE, Deferred, OneSidEmit, allow_packets_per_poll, check_handler
+from .transport import (
+    NAMESPACE,
+    Deferred,
+    MalformedPacket,
+    OneSidEmit,
+    allow_packets_per_poll,
+    check_handler,
+)
 
 log = logging.getLogger(__name__)
 
 Dispatch = Callable[[str, str, list[Any]], "dict[str, Any] | Deferred"]
 QUEUED = "_queued_bytes"  # on the Engine.IO socket: bytes queued since it last drained
 REFUSED = "_refused"  # on a long-polling Engine.IO socket whose connect was refused
-
-
-class MalformedPacket(ValueError):
-    """A Socket.IO packet the hub will not decode."""
 
 
 class OrderedServer(OneSidEmit, socketio.AsyncServer):

@@ -26,9 +26,18 @@ from collections.abc import Callable
 from typing import Any
 
 import socketio
+from aiohttp import WSMessage, WSMsgType, web
 
 from .guards import RateLimitedWarning
-from .transport import NAMESPACE, Deferred, OneSidEmit, allow_packets_per_poll, check_handler
+from .transport import (
+    NAMESPACE,
+    Deferred,
+    MalformedPacket,
+    OneSidEmit,
+    allow_packets_per_poll,
+    check_handler,
+    client_packet_fault,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +90,39 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
         # a packet it cannot decode into one warning and a close, not a traceback.
         self._handle_message = self.eio.handlers["message"]
         self.eio.on("message", self._guarded_message)
+
+    def attach(self, app: web.Application, socketio_path: str = "socket.io") -> None:
+        """As stock, and every WebSocket it opens has its text frames' packet type checked.
+
+        python-engineio's WebSocket loop logs a traceback for a frame of an unknown
+        Engine.IO type and keeps the socket; it reads frames through aiohttp's public
+        ``WebSocketResponse.receive``, which ``on_response_prepare`` lets us wrap.
+        """
+        super().attach(app, socketio_path)
+        app.on_response_prepare.append(self._check_frames)
+
+    async def _check_frames(self, request: web.Request, response: web.StreamResponse) -> None:
+        if not isinstance(response, web.WebSocketResponse):
+            return
+        receive = response.receive
+
+        # the same signature as the method it stands in for, timeout included
+        async def checked(timeout: float | None = None) -> WSMessage:  # noqa: ASYNC109
+            msg = await receive(timeout)
+            if msg.type is WSMsgType.TEXT and (fault := client_packet_fault(msg.data)):
+                self.malformed(self._eio_sid_of(request), MalformedPacket(fault))
+                # python-engineio ends its loop (and the socket) on a frame without data
+                return WSMessage(WSMsgType.CLOSED, None, None)
+            return msg
+
+        response.receive = checked  # type: ignore[method-assign]
+
+    def _eio_sid_of(self, request: web.Request) -> str:
+        """The Engine.IO sid whose connect came with ``request`` ("?" if none did)."""
+        for eio_sid, environ in list(self.environ.items()):
+            if environ.get("aiohttp.request") is request:
+                return str(eio_sid)
+        return request.query.get("sid", "?")
 
     # -- handlers ---------------------------------------------------------
 
@@ -142,7 +184,8 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
         )
         if self.on_shed is not None:
             self.on_shed(eio_sid, "malformed packet")
-        self._close_soon(eio_sid, SHED_CLOSE_TIMEOUT)
+        if eio_sid in self.environ:
+            self._close_soon(eio_sid, SHED_CLOSE_TIMEOUT)
 
     def _close_refused(self, sid: str) -> None:
         """Close a refused WebSocket once its CONNECT_ERROR is queued (Engine.IO CLOSE).

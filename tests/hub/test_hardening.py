@@ -175,6 +175,49 @@ async def test_malformed_packets_close_their_socket_with_one_warning(
     await bystander.close()
 
 
+# not an Engine.IO type a client sends: stock python-engineio logged a traceback for each
+# (an IndexError, a ValueError) and kept the socket open
+UNKNOWN_TYPES = ["9", "7{}", "0", "6", "x", ""]
+
+
+@pytest.mark.parametrize("transport", ["lean", "stock"])
+@pytest.mark.parametrize("frame", UNKNOWN_TYPES)
+async def test_unknown_packet_type_closes_its_socket_with_one_reasoned_warning(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture, frame: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    bystander = await party(hub.url)
+    async with aiohttp.ClientSession() as session:
+        ws = await _connected_then(session, hub.url, frame)
+        await _closed(ws)
+        assert ws.closed
+    await _until(lambda: hub.hub.rooms.socket_count == 1)
+    assert (await bystander.call("rooms", {}))["ok"] is True
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    shown = f"type {frame[:1]!r}" if frame else "an empty Engine.IO packet"
+    assert "malformed packet (MalformedPacket: " in warnings[0] and shown in warnings[0]
+    assert "not 1-5 (close,ping,pong,message,upgrade)" in warnings[0], warnings
+    _no_tracebacks(caplog)
+    await bystander.close()
+
+
+async def test_unknown_packet_type_in_a_polling_post_is_refused(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    base = hub.url + "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base) as resp:
+            sid = json.loads((await resp.text())[1:])["sid"]
+        async with session.post(f"{base}&sid={sid}", data="9") as resp:
+            assert resp.status == 400
+            assert "Engine.IO packet type '9' is not 1-5" in await resp.text()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "malformed packet" in warnings[0], warnings
+    _no_tracebacks(caplog)
+
+
 # -- 3: bounded send queue, abort on ping timeout ----------------------------------------
 
 
