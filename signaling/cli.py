@@ -92,6 +92,18 @@ def _reason(exc: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the hub; 0 after SIGINT/SIGTERM, 1 if it cannot listen, 2 for a bad setting.
+
+    A SIGINT that comes before :func:`serve` has its signal handlers (while the
+    settings are read, say) ends it as quietly as one that comes after: exit 0.
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         config = config_from_args(argv)
     except ConfigError as exc:
@@ -113,6 +125,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print(f"p2pcall-signaling: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
     return 0
