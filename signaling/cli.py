@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from .config import Config, ConfigError, config_from_args
 from .edge import raise_fd_limit
-from .server import create_app, make_runner
+from .server import HUB_KEY, create_app, make_runner
 from .shared import StoreError
 
 log = logging.getLogger("signaling")
@@ -26,8 +27,9 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Serve until cancelled (or SIGINT/SIGTERM); log the real bound URL."""
     soft, hard = raise_fd_limit()
     log.info("open-files limit %d (hard %d)", soft, hard)
+    app = create_app(config)
     runner = make_runner(
-        create_app(config),
+        app,
         access_log=None,
         handle_signals=False,
         shutdown_timeout=config.drain_timeout + 2.0,
@@ -36,7 +38,11 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     try:
         # a deep accept queue: a burst of connects must wait, not be dropped and retried
         site = web.TCPSite(runner, config.host, config.port, backlog=LISTEN_BACKLOG)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:
+            app[HUB_KEY].served = False
+            raise
         for host, port, *_ in runner.addresses:
             shown = f"[{host}]" if ":" in host else host
             log.info("p2pcall hub listening on http://%s:%s", shown, port)
@@ -85,7 +91,15 @@ def _reason(exc: OSError) -> str:
 
     aiohttp re-raises a failed bind as ``OSError(errno, "error while attempting to bind
     on address (...): ...")``, so ``strerror`` repeats the address; the errno alone says it.
+    A host that does not resolve is a ``socket.gaierror``, whose errno is an EAI_* code
+    that ``os.strerror`` does not know ("unknown error -2"): its own words say it.
     """
+    if isinstance(exc, socket.gaierror):
+        said = (exc.strerror or str(exc)).lower()
+        return (
+            f"the host does not resolve ({said}); "
+            "expected an IP address of this machine or a name that resolves to one"
+        )
     if exc.errno:
         return os.strerror(exc.errno).lower()
     return (exc.strerror or str(exc) or type(exc).__name__).lower()

@@ -308,6 +308,29 @@ def test_subprocess_port_in_use_is_the_one_line_readme_quotes() -> None:
         f"p2pcall-signaling: cannot listen on 127.0.0.1:{port}: address already in use"
     )
     assert "Traceback" not in proc.stderr
+    assert "shutting down" not in proc.stderr  # it never started
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "nosuchhost.invalid"])
+def test_subprocess_host_that_does_not_resolve_is_one_line(host: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "signaling", "--host", host, "--port", "8354"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"p2pcall-signaling: cannot listen on {host}:8354: the host does not ")
+    assert "expected an IP address of this machine or a name that resolves to one" in last
+    assert "unknown error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "shutting down" not in proc.stderr  # it never started
+
+
+def test_gaierror_says_the_host_does_not_resolve() -> None:
+    reason = _reason(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    assert reason.startswith("the host does not resolve (name or service not known)")
 
 
 def test_listen_failure_without_errno_keeps_its_own_words() -> None:
