@@ -145,6 +145,9 @@ class Hub:
                 rooms=lambda: len(self.rooms),
                 held_offers=lambda: self.rooms.held_count,
                 held_bytes=lambda: self.budget.total,
+                sessions=lambda: len(self.sessions),
+                away_sessions=lambda: self.sessions.away_count,
+                uptime=lambda: self.clock() - self.started,
             )
         )
         self.sio.on("connect", self.on_connect if self.store is None else self.on_connect_shared)

@@ -628,6 +628,37 @@ async def test_metrics_in_prometheus_text_format(hub_with: Callable[..., Any]) -
     await answerer.close()
 
 
+async def test_metrics_carry_what_healthz_reports(hub_with: Callable[..., Any]) -> None:
+    running = await hub_with(resume_grace=60.0)
+    staying = await party(running.url)
+    async with aiohttp.ClientSession() as session:
+        leaving = await _open(session, running.url)
+        await leaving.send_str("40")
+        await leaving.receive_str()
+        await leaving.send_str("420" + json.dumps(["offer", offer("kept")]))
+        async with asyncio.timeout(WAIT):  # its ack: the session holds a room
+            while not (await leaving.receive_str()).startswith("430"):
+                pass
+        await leaving.close()  # no Socket.IO goodbye: a lost client, its session waits
+        await _until(lambda: running.hub.sessions.away_count == 1)
+        async with session.get(running.url + "/healthz") as resp:
+            health = await resp.json()
+        async with session.get(running.url + "/metrics") as resp:
+            text = await resp.text()
+    values = {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in text.splitlines())
+        if not name.startswith("#")
+    }
+    assert (health["sessions"], health["awaySessions"]) == (2, 1)
+    assert values["p2pcall_sessions"] == 2.0
+    assert values["p2pcall_away_sessions"] == 1.0
+    assert values["p2pcall_sockets"] == health["sockets"] == 1
+    # read later than /healthz, which rounds to the millisecond
+    assert health["uptimeSeconds"] - 0.001 <= values["p2pcall_uptime_seconds"] < 60
+    await staying.close()
+
+
 # -- 14: private rooms -------------------------------------------------------------------------
 
 
