@@ -159,6 +159,48 @@ def test_allowed_hosts_from_the_variable() -> None:
     assert config_from_args([], environ={"SIGNALING_ALLOWED_HOSTS": ""}).allowed_hosts == ()
 
 
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--allowed-host", ""], {}, "--allowed-host: must not be empty; expected a host"),
+        (["--allowed-host", " "], {}, "--allowed-host: must not be empty"),
+        (
+            ["--allowed-host", "a.example,b.example"],
+            {},
+            "--allowed-host: 'a.example,b.example' is not one host (a comma or space cannot be "
+            "in one); give several by repeating --allowed-host, or space-separated in "
+            "SIGNALING_ALLOWED_HOSTS",
+        ),
+        (
+            [],
+            {"SIGNALING_ALLOWED_HOSTS": "a.example,b.example"},
+            "SIGNALING_ALLOWED_HOSTS (--allowed-host): 'a.example,b.example' is not one host",
+        ),
+        (
+            ["--cors-origin", "http://a.example,http://b.example"],
+            {},
+            "--cors-origin: expected scheme://host[:port] with no path",
+        ),
+    ],
+)
+def test_allowed_host_must_be_one_host(argv: list[str], env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_args(argv, environ=env)
+    assert str(caught.value).startswith(message)
+
+
+def test_allowed_hosts_repeat_the_flag() -> None:
+    argv = ["--allowed-host", "A.example", "--allowed-host", "b.example"]
+    assert config_from_args(argv, environ={}).allowed_hosts == ("a.example", "b.example")
+
+
+def test_empty_allowed_host_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--allowed-host", ""]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "p2pcall-signaling: --allowed-host: must not be empty; expected a host name or IP address"
+    ]
+
+
 def test_main_names_the_variable_in_its_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
