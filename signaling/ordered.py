@@ -163,9 +163,12 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         return socket is not None and not socket.queue.empty()
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        # a second CONNECT on a connected socket: python-socketio refuses it ("Unable to
+        # connect") and, like every refused connect, it closes the socket
+        again = self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE) is not None
         await super()._handle_connect(eio_sid, namespace, data)
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE)
-        if sid is not None and self.manager.is_connected(sid, namespace or NAMESPACE):
+        if not again and sid is not None and self.manager.is_connected(sid, namespace or NAMESPACE):
             self._on_connected(sid)
             return
         # Refused: the CONNECT_ERROR is queued; a CLOSE after it ends the socket, so

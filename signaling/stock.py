@@ -163,10 +163,25 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
         return super().on("disconnect", on_disconnect)
 
     async def _guarded_message(self, eio_sid: str, data: Any) -> None:
+        again = self._connected_sid_if_connect(eio_sid, data)
         try:
             await self._handle_message(eio_sid, data)
         except Exception as exc:
             self.malformed(eio_sid, exc)
+            return
+        if again is not None:  # python-socketio queued its "Unable to connect" refusal
+            self._close_refused(again)
+
+    def _connected_sid_if_connect(self, eio_sid: str, data: Any) -> str | None:
+        """The sid already connected on ``/`` when ``data`` is another CONNECT to ``/``.
+
+        python-socketio refuses that connect without calling any handler; like every
+        refused connect, it closes the socket.
+        """
+        if isinstance(data, str) and data[:1] == "0" and data[1:2] in ("", "{"):
+            sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+            return None if sid is None else str(sid)
+        return None
 
     def malformed(self, eio_sid: str, exc: BaseException) -> None:
         """A packet python-socketio cannot decode: one rate-limited warning, then a close.
