@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
-from .turn import TurnConfigError, TurnCredentials, check_turn_url
+from .turn import TurnConfigError, TurnCredentials, check_turn_url, secret_fault
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -496,8 +496,8 @@ def _turn_from(src: Sources) -> TurnCredentials | None:
         if orphan is not None:
             raise ConfigError(f"{orphan.label}: need --turn-secret (SIGNALING_TURN_SECRET)")
         return None
-    if not secret.value:
-        raise ConfigError(f"{secret.label}: must not be empty")
+    if (fault := secret_fault(secret.value)) is not None:
+        raise ConfigError(f"{secret.label}: {fault}")
     ttl = (
         3600 if ttl_text is None else _positive_number(ttl_text.label, ttl_text.value, integer=True)
     )

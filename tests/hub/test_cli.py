@@ -123,14 +123,18 @@ def test_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
             "SIGNALING_CORS_ORIGINS (--cors-origin): expected scheme://host[:port]",
         ),
         (
-            {"SIGNALING_TURN_SECRET": "x", "SIGNALING_TURN_URLS": "stun:h"},
+            {"SIGNALING_TURN_SECRET": "x" * 16, "SIGNALING_TURN_URLS": "stun:h"},
             "SIGNALING_TURN_URLS (--turn-url): 'stun:h' is not a TURN URL",
         ),
         ({"SIGNALING_TURN_SECRET": ""}, "SIGNALING_TURN_SECRET (--turn-secret): must not be empty"),
         ({"SIGNALING_TURN_URLS": "turn:h"}, "SIGNALING_TURN_URLS (--turn-url): need --turn-secret"),
         (
+            {"SIGNALING_TURN_SECRET": "a", "SIGNALING_TURN_URLS": "turn:h"},
+            "SIGNALING_TURN_SECRET (--turn-secret): must be at least 16 characters (got 1)",
+        ),
+        (
             {
-                "SIGNALING_TURN_SECRET": "x",
+                "SIGNALING_TURN_SECRET": "x" * 16,
                 "SIGNALING_TURN_URLS": "turn:h",
                 "SIGNALING_TURN_TTL": "0",
             },
