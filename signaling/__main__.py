@@ -1,8 +1,10 @@
+"""``python -m signaling``: :func:`signaling.cli.main`, a Ctrl-C at any point included."""
+
 import sys
 
 try:
     from .cli import main
-except KeyboardInterrupt:  # SIGINT while the server stack loads: the quiet SIGINT exit
+except KeyboardInterrupt:  # SIGINT before main() can catch it: the quiet SIGINT exit
     sys.exit(0)
 
 sys.exit(main())

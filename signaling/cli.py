@@ -1,8 +1,13 @@
-"""``p2pcall-signaling`` / ``python -m signaling``: run the hub until interrupted."""
+"""``p2pcall-signaling`` / ``python -m signaling``: run the hub until interrupted.
+
+Ctrl-C ends the process the same way wherever it lands, even while the server stack
+(aiohttp, python-socketio) is still being imported: the console script imports this
+module before :func:`main` can catch anything, so its top imports only small
+standard-library modules and the settings; the rest loads inside :func:`main`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import logging
@@ -11,13 +16,12 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError, config_from_args
-from .edge import raise_fd_limit
-from .server import HUB_KEY, create_app, make_runner
-from .shared import StoreError
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("signaling")
 LISTEN_BACKLOG = 1024
@@ -25,6 +29,13 @@ LISTEN_BACKLOG = 1024
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Serve until cancelled (or SIGINT/SIGTERM); log the real bound URL."""
+    import asyncio
+
+    from aiohttp import web
+
+    from .edge import raise_fd_limit
+    from .server import HUB_KEY, create_app, make_runner
+
     soft, hard = raise_fd_limit()
     log.info("open-files limit %d (hard %d)", soft, hard)
     app = create_app(config)
@@ -78,6 +89,8 @@ def _tune_gc() -> None:
 
 
 def _run(coro: object) -> None:
+    import asyncio
+
     try:
         import uvloop
     except ImportError:
@@ -118,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from .shared import StoreError
+
     try:
         config = config_from_args(argv)
     except ConfigError as exc:
