@@ -1,5 +1,10 @@
+"""``python -m signaling``: :func:`signaling.cli.main`, a Ctrl-C at any point included."""
+
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # SIGINT before main() can catch it: the quiet SIGINT exit
+    sys.exit(0)
 
 sys.exit(main())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
-from .turn import TurnConfigError, TurnCredentials, check_turn_url
+from .turn import TurnConfigError, TurnCredentials, check_turn_url, secret_fault
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -456,15 +456,33 @@ def config_from_args(
                 number.label, number.value, integer=nf.integer, zero=nf.zero
             )
     if (hosts := src.many("allowed_host", "ALLOWED_HOSTS")) is not None and hosts.value:
-        kwargs["allowed_hosts"] = tuple(h.lower() for h in hosts.value)
+        kwargs["allowed_hosts"] = tuple(check_allowed_host(h, hosts.label) for h in hosts.value)
     if (origins := src.many("cors_origin", "CORS_ORIGINS")) is not None and origins.value:
         for origin in origins.value:
-            if not re.fullmatch(r"https?://[^/\s]+", origin):
+            if not re.fullmatch(r"https?://[^/\s,]+", origin):
                 raise ConfigError(
                     f"{origins.label}: expected scheme://host[:port] with no path, got {origin!r}"
                 )
         kwargs["cors_origins"] = tuple(origins.value)
     return Config(**kwargs)
+
+
+def check_allowed_host(host: str, label: str) -> str:
+    """One ``--allowed-host`` value, lower-cased; ConfigError if it cannot be a host.
+
+    Several are given by repeating the flag, or space-separated in
+    SIGNALING_ALLOWED_HOSTS; an empty value or one with a comma or a space would
+    make the hub answer 421 to every request.
+    """
+    if not host.strip():
+        raise ConfigError(f"{label}: must not be empty; expected a host name or IP address")
+    if "," in host or any(c.isspace() for c in host):
+        raise ConfigError(
+            f"{label}: {host[:80]!r} is not one host (a comma or space cannot be in one); "
+            "give several by repeating --allowed-host, or space-separated in "
+            "SIGNALING_ALLOWED_HOSTS"
+        )
+    return host.lower()
 
 
 def _turn_from(src: Sources) -> TurnCredentials | None:
@@ -478,8 +496,8 @@ def _turn_from(src: Sources) -> TurnCredentials | None:
         if orphan is not None:
             raise ConfigError(f"{orphan.label}: need --turn-secret (SIGNALING_TURN_SECRET)")
         return None
-    if not secret.value:
-        raise ConfigError(f"{secret.label}: must not be empty")
+    if (fault := secret_fault(secret.value)) is not None:
+        raise ConfigError(f"{secret.label}: {fault}")
     ttl = (
         3600 if ttl_text is None else _positive_number(ttl_text.label, ttl_text.value, integer=True)
     )

@@ -38,6 +38,7 @@ from engineio import packet
 from engineio.async_socket import AsyncSocket
 
 from .guards import RateLimitedWarning
+from .transport import MalformedPacket, payload_fault
 
 log = logging.getLogger(__name__)
 PING_TIMER = "_ping_timer"  # attribute on the socket holding its TimerHandle
@@ -180,10 +181,13 @@ class LeanEngineServer(engineio.AsyncServer):
         try:
             # python-engineio decodes the body itself and, when that fails, logs its own
             # traceback, answers 200 and keeps the socket: a malformed packet here instead
-            request[BODY_KEY].decode("utf-8")
+            body = request[BODY_KEY].decode("utf-8")
         except UnicodeDecodeError as exc:
             self.malformed(request.query.get("sid", ""), exc)
             return _refuse(400, "malformed Engine.IO payload: the body is not UTF-8")
+        if (fault := payload_fault(body)) is not None:
+            self.malformed(request.query.get("sid", ""), MalformedPacket(fault))
+            return _refuse(400, f"malformed Engine.IO payload: {fault}")
         try:
             return await self._stock_request(request)
         except Exception as exc:  # an undecodable payload: python-engineio lets it escape

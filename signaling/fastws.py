@@ -33,6 +33,7 @@ from aiohttp import WSMsgType, web
 from engineio import packet
 
 from .engine import LEAN_TRANSPORT, LEAN_WRITER, SEND_STARTED, cancel_ping
+from .transport import MalformedPacket, client_packet_fault
 
 log = logging.getLogger(__name__)
 # ``ws.receive()`` returns without suspending while frames are buffered: a client that
@@ -101,6 +102,10 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
                 if data[:1] == "4" and on_message is not None:
                     await on_message(sid, data[1:])  # it handles its own faults
                     continue
+                # checked here: python-engineio's own error for an unknown type is empty
+                if (fault := client_packet_fault(data)) is not None:
+                    server.malformed(sid, MalformedPacket(fault))
+                    break
             elif kind is not WSMsgType.BINARY:
                 break  # CLOSE, CLOSED, ERROR (including a frame over the size limit)
             try:

@@ -26,6 +26,9 @@ class Gauges:
     rooms: Callable[[], int]
     held_offers: Callable[[], int]
     held_bytes: Callable[[], int]
+    sessions: Callable[[], int]
+    away_sessions: Callable[[], int]
+    uptime: Callable[[], float]
 
 
 class _StateCollector(Collector):
@@ -33,7 +36,7 @@ class _StateCollector(Collector):
         self.gauges = gauges
 
     def collect(self) -> Iterator[Metric]:
-        for name, doc, read in (
+        reads: tuple[tuple[str, str, Callable[[], float]], ...] = (
             ("p2pcall_sockets", "Connected Socket.IO clients.", self.gauges.sockets),
             ("p2pcall_rooms", "Open rooms.", self.gauges.rooms),
             ("p2pcall_held_offers", "Offers held for an answerer.", self.gauges.held_offers),
@@ -42,7 +45,15 @@ class _StateCollector(Collector):
                 "Bytes of held offers and candidates (the --max-held-bytes budget).",
                 self.gauges.held_bytes,
             ),
-        ):
+            ("p2pcall_sessions", "Sessions, connected or away.", self.gauges.sessions),
+            (
+                "p2pcall_away_sessions",
+                "Sessions whose socket is gone, kept for --resume-grace.",
+                self.gauges.away_sessions,
+            ),
+            ("p2pcall_uptime_seconds", "Seconds since the hub started.", self.gauges.uptime),
+        )
+        for name, doc, read in reads:
             yield GaugeMetricFamily(name, doc, value=read())
 
 

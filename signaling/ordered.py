@@ -29,17 +29,20 @@ from engineio import packet as eio_packet
 from .engine import LeanEngineServer
 from .fastws import LeanWebSocket
 from .manager import IndexedManager
-from .transport import NAMESPACE, Deferred, OneSidEmit, allow_packets_per_poll, check_handler
+from .transport import (
+    NAMESPACE,
+    Deferred,
+    MalformedPacket,
+    OneSidEmit,
+    allow_packets_per_poll,
+    check_handler,
+)
 
 log = logging.getLogger(__name__)
 
 Dispatch = Callable[[str, str, list[Any]], "dict[str, Any] | Deferred"]
 QUEUED = "_queued_bytes"  # on the Engine.IO socket: bytes queued since it last drained
 REFUSED = "_refused"  # on a long-polling Engine.IO socket whose connect was refused
-
-
-class MalformedPacket(ValueError):
-    """A Socket.IO packet the hub will not decode."""
 
 
 class OrderedServer(OneSidEmit, socketio.AsyncServer):
@@ -160,9 +163,12 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         return socket is not None and not socket.queue.empty()
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        # a second CONNECT on a connected socket: python-socketio refuses it ("Unable to
+        # connect") and, like every refused connect, it closes the socket
+        again = self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE) is not None
         await super()._handle_connect(eio_sid, namespace, data)
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE)
-        if sid is not None and self.manager.is_connected(sid, namespace or NAMESPACE):
+        if not again and sid is not None and self.manager.is_connected(sid, namespace or NAMESPACE):
             self._on_connected(sid)
             return
         # Refused: the CONNECT_ERROR is queued; a CLOSE after it ends the socket, so

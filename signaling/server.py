@@ -105,6 +105,9 @@ class Hub:
         self._connecting: dict[str, Connected] = {}  # sid -> its session, until welcome
         self._kicks: set[asyncio.Task[None]] = set()
         self.closing = False  # shutting down: sessions go into grace, nobody is told
+        # False once the CLI's site could not listen: a hub that never served has no
+        # shutdown to report
+        self.served = True
         self.lobby_watchers: set[str] = set()  # session keys
         self._lobby_sent = -1
         self._lobby_stale: set[str] = set()  # watchers skipped while their queue was busy
@@ -142,6 +145,9 @@ class Hub:
                 rooms=lambda: len(self.rooms),
                 held_offers=lambda: self.rooms.held_count,
                 held_bytes=lambda: self.budget.total,
+                sessions=lambda: len(self.sessions),
+                away_sessions=lambda: self.sessions.away_count,
+                uptime=lambda: self.clock() - self.started,
             )
         )
         self.sio.on("connect", self.on_connect if self.store is None else self.on_connect_shared)
@@ -720,6 +726,12 @@ class Hub:
         """
         self.closing = True
         await self.cancel_kicks()
+        if self.served:
+            self._log_shutdown()
+        await self.sio.close_all(self.config.drain_timeout)
+        await self.sio.shutdown()
+
+    def _log_shutdown(self) -> None:
         paired = sum(1 for name in self.rooms.names() if (r := self.rooms.get(name)) and r.paired)
         log.info(
             "shutting down: closing %d sockets; %d rooms open (%d in a call, %d held offers, "
@@ -730,8 +742,6 @@ class Hub:
             self.rooms.held_count,
             len(self.rooms) - paired - self.rooms.held_count,
         )
-        await self.sio.close_all(self.config.drain_timeout)
-        await self.sio.shutdown()
 
     def health(self) -> dict[str, Any]:
         if self.closing:

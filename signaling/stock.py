@@ -26,9 +26,18 @@ from collections.abc import Callable
 from typing import Any
 
 import socketio
+from aiohttp import WSMessage, WSMsgType, web
 
 from .guards import RateLimitedWarning
-from .transport import NAMESPACE, Deferred, OneSidEmit, allow_packets_per_poll, check_handler
+from .transport import (
+    NAMESPACE,
+    Deferred,
+    MalformedPacket,
+    OneSidEmit,
+    allow_packets_per_poll,
+    check_handler,
+    client_packet_fault,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +91,39 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
         self._handle_message = self.eio.handlers["message"]
         self.eio.on("message", self._guarded_message)
 
+    def attach(self, app: web.Application, socketio_path: str = "socket.io") -> None:
+        """As stock, and every WebSocket it opens has its text frames' packet type checked.
+
+        python-engineio's WebSocket loop logs a traceback for a frame of an unknown
+        Engine.IO type and keeps the socket; it reads frames through aiohttp's public
+        ``WebSocketResponse.receive``, which ``on_response_prepare`` lets us wrap.
+        """
+        super().attach(app, socketio_path)
+        app.on_response_prepare.append(self._check_frames)
+
+    async def _check_frames(self, request: web.Request, response: web.StreamResponse) -> None:
+        if not isinstance(response, web.WebSocketResponse):
+            return
+        receive = response.receive
+
+        # the same signature as the method it stands in for, timeout included
+        async def checked(timeout: float | None = None) -> WSMessage:  # noqa: ASYNC109
+            msg = await receive(timeout)
+            if msg.type is WSMsgType.TEXT and (fault := client_packet_fault(msg.data)):
+                self.malformed(self._eio_sid_of(request), MalformedPacket(fault))
+                # python-engineio ends its loop (and the socket) on a frame without data
+                return WSMessage(WSMsgType.CLOSED, None, None)
+            return msg
+
+        response.receive = checked  # type: ignore[method-assign]
+
+    def _eio_sid_of(self, request: web.Request) -> str:
+        """The Engine.IO sid whose connect came with ``request`` ("?" if none did)."""
+        for eio_sid, environ in list(self.environ.items()):
+            if environ.get("aiohttp.request") is request:
+                return str(eio_sid)
+        return request.query.get("sid", "?")
+
     # -- handlers ---------------------------------------------------------
 
     def on(self, event: str, handler: Any = None, namespace: str | None = None) -> Any:
@@ -121,10 +163,25 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
         return super().on("disconnect", on_disconnect)
 
     async def _guarded_message(self, eio_sid: str, data: Any) -> None:
+        again = self._connected_sid_if_connect(eio_sid, data)
         try:
             await self._handle_message(eio_sid, data)
         except Exception as exc:
             self.malformed(eio_sid, exc)
+            return
+        if again is not None:  # python-socketio queued its "Unable to connect" refusal
+            self._close_refused(again)
+
+    def _connected_sid_if_connect(self, eio_sid: str, data: Any) -> str | None:
+        """The sid already connected on ``/`` when ``data`` is another CONNECT to ``/``.
+
+        python-socketio refuses that connect without calling any handler; like every
+        refused connect, it closes the socket.
+        """
+        if isinstance(data, str) and data[:1] == "0" and data[1:2] in ("", "{"):
+            sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+            return None if sid is None else str(sid)
+        return None
 
     def malformed(self, eio_sid: str, exc: BaseException) -> None:
         """A packet python-socketio cannot decode: one rate-limited warning, then a close.
@@ -142,7 +199,8 @@ class StockServer(OneSidEmit, socketio.AsyncServer):
         )
         if self.on_shed is not None:
             self.on_shed(eio_sid, "malformed packet")
-        self._close_soon(eio_sid, SHED_CLOSE_TIMEOUT)
+        if eio_sid in self.environ:
+            self._close_soon(eio_sid, SHED_CLOSE_TIMEOUT)
 
     def _close_refused(self, sid: str) -> None:
         """Close a refused WebSocket once its CONNECT_ERROR is queued (Engine.IO CLOSE).

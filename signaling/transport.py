@@ -84,6 +84,38 @@ def choose(requested: str, log: logging.Logger) -> str:
     return "stock"
 
 
+# Engine.IO packet types a client sends over a WebSocket as text: close, ping, pong,
+# message, upgrade. Stock python-engineio fails on any other with a traceback (an
+# IndexError naming the type, or a ValueError for a non-digit) and keeps the socket.
+CLIENT_PACKET_TYPES = "12345"
+
+
+class MalformedPacket(ValueError):
+    """An Engine.IO or Socket.IO packet the hub will not decode; the message says why."""
+
+
+def client_packet_fault(frame: str, types: str = CLIENT_PACKET_TYPES) -> str | None:
+    """None when ``frame`` (a WebSocket text frame) starts with one of ``types``.
+
+    Otherwise the one reason a warning gives (under 80 characters), e.g. "Engine.IO
+    packet type '9' is not 1-5 (close,ping,pong,message,upgrade)". A long-polling
+    payload's packets may also be ``b`` (base64 binary): pass ``types`` + "b".
+    """
+    kind = frame[:1]
+    if kind and kind in types:
+        return None
+    shown = f"Engine.IO packet type {kind!r} is" if kind else "an empty Engine.IO packet is"
+    return f"{shown} not 1-5 (close,ping,pong,message,upgrade)"
+
+
+def payload_fault(body: str) -> str | None:
+    """:func:`client_packet_fault` for each packet of a long-polling POST body."""
+    for frame in body.split("\x1e"):
+        if (fault := client_packet_fault(frame, CLIENT_PACKET_TYPES + "b")) is not None:
+            return fault
+    return None
+
+
 # -- the public python-socketio calls both servers narrow ---------------------------
 
 NAMESPACE = "/"

@@ -26,6 +26,23 @@ TURN_SCHEMES = ("turn:", "turns:")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+# A minted credential is HMAC-SHA1(secret, username) sent to every client: whoever holds
+# one can test guesses of the secret offline, so it gets the access token's floor at least.
+MIN_SECRET_CHARS = 16
+
+
+def secret_fault(secret: str) -> str | None:
+    """None for a usable ``--turn-secret``; else what is wrong, without quoting it."""
+    if not secret:
+        return "must not be empty"
+    if len(secret) < MIN_SECRET_CHARS:
+        return (
+            f"must be at least {MIN_SECRET_CHARS} characters (got {len(secret)}); every "
+            "minted credential lets its holder guess a short secret offline"
+        )
+    return None
+
+
 class TurnConfigError(ValueError):
     """A TURN setting the hub cannot use; the message names what was wrong."""
 
@@ -39,8 +56,8 @@ class TurnCredentials:
     ttl: int = 3600
 
     def __post_init__(self) -> None:
-        if not self.secret:
-            raise TurnConfigError("--turn-secret: must not be empty")
+        if (fault := secret_fault(self.secret)) is not None:
+            raise TurnConfigError(f"--turn-secret: {fault}")
         if not self.urls:
             raise TurnConfigError("--turn-secret needs at least one --turn-url turn:HOST[:PORT]")
         for url in self.urls:

@@ -158,7 +158,7 @@ async def test_ice_restart_refetches_expiring_turn_credentials(
 ) -> None:
     """Credentials about to expire are replaced from a fresh welcome before an ICE restart."""
     hub = private_hub(
-        "--turn-secret", "restart-secret", "--turn-url", "turn:127.0.0.1:9", "--turn-ttl", "1"
+        "--turn-secret", "restart-secret-0123", "--turn-url", "turn:127.0.0.1:9", "--turn-ttl", "1"
     )
     caller, answerer = await connected_pair(open_page, hub.url, "turn-refresh")
     users = "() => window.p2pcall.call.pc.getConfiguration().iceServers.map(s => s.username)"

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -246,3 +247,32 @@ def test_client_fault_log_keeps_the_traceback_of_our_own_faults(
     log.error("Invalid transport")
     log.error("Invalid transport")
     assert [r.getMessage() for r in caplog.records[1:]] == ["client fault: Invalid transport"]
+
+
+async def test_second_connect_on_a_connected_socket_is_refused_and_closes_it(
+    hub: RunningHub,
+) -> None:
+    """docs/protocol.md: after any refused connect the hub closes the socket.
+
+    Lean closes the WebSocket; stock can only send Engine.IO's CLOSE (``1``), see
+    docs/security.md "With --transport stock".
+    """
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(hub.url + "/socket.io/?EIO=4&transport=websocket")
+        assert (await asyncio.wait_for(ws.receive_str(), 10)).startswith("0{")
+        await ws.send_str("40{}")
+        assert (await asyncio.wait_for(ws.receive_str(), 10)).startswith("40{")
+        await ws.send_str("40{}")
+        seen: list[str] = []
+        async with asyncio.timeout(10):
+            while (msg := await ws.receive()).type is aiohttp.WSMsgType.TEXT:
+                seen.append(msg.data)
+                if msg.data == "1":
+                    break
+        await ws.close()
+    rest = [s for s in seen if not s.startswith('42["welcome"')]
+    assert rest[:1] == ['44"Unable to connect"'], seen
+    assert seen[-1] == "1" or msg.type is not aiohttp.WSMsgType.TEXT, seen
+    p = await party(hub.url)  # the hub goes on
+    assert (await p.call("rooms", {}))["ok"] is True
+    await p.close()

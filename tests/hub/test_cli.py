@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 import json
 import resource
+import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -121,14 +123,18 @@ def test_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
             "SIGNALING_CORS_ORIGINS (--cors-origin): expected scheme://host[:port]",
         ),
         (
-            {"SIGNALING_TURN_SECRET": "x", "SIGNALING_TURN_URLS": "stun:h"},
+            {"SIGNALING_TURN_SECRET": "x" * 16, "SIGNALING_TURN_URLS": "stun:h"},
             "SIGNALING_TURN_URLS (--turn-url): 'stun:h' is not a TURN URL",
         ),
         ({"SIGNALING_TURN_SECRET": ""}, "SIGNALING_TURN_SECRET (--turn-secret): must not be empty"),
         ({"SIGNALING_TURN_URLS": "turn:h"}, "SIGNALING_TURN_URLS (--turn-url): need --turn-secret"),
         (
+            {"SIGNALING_TURN_SECRET": "a", "SIGNALING_TURN_URLS": "turn:h"},
+            "SIGNALING_TURN_SECRET (--turn-secret): must be at least 16 characters (got 1)",
+        ),
+        (
             {
-                "SIGNALING_TURN_SECRET": "x",
+                "SIGNALING_TURN_SECRET": "x" * 16,
                 "SIGNALING_TURN_URLS": "turn:h",
                 "SIGNALING_TURN_TTL": "0",
             },
@@ -155,6 +161,48 @@ def test_allowed_hosts_from_the_variable() -> None:
     cfg = config_from_args([], environ={"SIGNALING_ALLOWED_HOSTS": "A.example b.example"})
     assert cfg.allowed_hosts == ("a.example", "b.example")
     assert config_from_args([], environ={"SIGNALING_ALLOWED_HOSTS": ""}).allowed_hosts == ()
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--allowed-host", ""], {}, "--allowed-host: must not be empty; expected a host"),
+        (["--allowed-host", " "], {}, "--allowed-host: must not be empty"),
+        (
+            ["--allowed-host", "a.example,b.example"],
+            {},
+            "--allowed-host: 'a.example,b.example' is not one host (a comma or space cannot be "
+            "in one); give several by repeating --allowed-host, or space-separated in "
+            "SIGNALING_ALLOWED_HOSTS",
+        ),
+        (
+            [],
+            {"SIGNALING_ALLOWED_HOSTS": "a.example,b.example"},
+            "SIGNALING_ALLOWED_HOSTS (--allowed-host): 'a.example,b.example' is not one host",
+        ),
+        (
+            ["--cors-origin", "http://a.example,http://b.example"],
+            {},
+            "--cors-origin: expected scheme://host[:port] with no path",
+        ),
+    ],
+)
+def test_allowed_host_must_be_one_host(argv: list[str], env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_args(argv, environ=env)
+    assert str(caught.value).startswith(message)
+
+
+def test_allowed_hosts_repeat_the_flag() -> None:
+    argv = ["--allowed-host", "A.example", "--allowed-host", "b.example"]
+    assert config_from_args(argv, environ={}).allowed_hosts == ("a.example", "b.example")
+
+
+def test_empty_allowed_host_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--allowed-host", ""]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "p2pcall-signaling: --allowed-host: must not be empty; expected a host name or IP address"
+    ]
 
 
 def test_main_names_the_variable_in_its_one_line(
@@ -306,6 +354,29 @@ def test_subprocess_port_in_use_is_the_one_line_readme_quotes() -> None:
         f"p2pcall-signaling: cannot listen on 127.0.0.1:{port}: address already in use"
     )
     assert "Traceback" not in proc.stderr
+    assert "shutting down" not in proc.stderr  # it never started
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "nosuchhost.invalid"])
+def test_subprocess_host_that_does_not_resolve_is_one_line(host: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "signaling", "--host", host, "--port", "8354"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"p2pcall-signaling: cannot listen on {host}:8354: the host does not ")
+    assert "expected an IP address of this machine or a name that resolves to one" in last
+    assert "unknown error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "shutting down" not in proc.stderr  # it never started
+
+
+def test_gaierror_says_the_host_does_not_resolve() -> None:
+    reason = _reason(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    assert reason.startswith("the host does not resolve (name or service not known)")
 
 
 def test_listen_failure_without_errno_keeps_its_own_words() -> None:
@@ -340,3 +411,52 @@ def test_soft_open_files_limit_is_raised_to_the_hard_limit() -> None:
     hp = spawn_hub(preexec_fn=lower)
     log = hp.stop()  # the limit is logged before the bound URL, which spawn_hub waits for
     assert f"open-files limit {target} (hard " in log, log
+
+
+# ``python -m signaling`` from the moment runpy runs its ``__main__``: a SIGINT during
+# Python's own start-up (site.py) or runpy's import of the (lazy, tiny) package is
+# Python's to report, before any of the hub's code has run
+AFTER_STARTUP = {
+    "module": (
+        "import runpy, sys, signaling; sys.argv = ['signaling', '--port', '0']; "
+        "print('started', file=sys.stderr, flush=True); "
+        "runpy.run_module('signaling', run_name='__main__', alter_sys=True)"
+    ),
+    # what the p2pcall-signaling console script does, once it has imported signaling.cli
+    "script": (
+        "import sys; from signaling.cli import main; sys.argv = ['p2pcall-signaling', "
+        "'--port', '0']; print('started', file=sys.stderr, flush=True); sys.exit(main())"
+    ),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(AFTER_STARTUP))
+@pytest.mark.parametrize("delay", [0.02, 0.05, 0.1, 0.15, 0.2])
+def test_sigint_while_starting_exits_quietly(entry: str, delay: float) -> None:
+    """SIGINT before the hub's signal handlers exist: exit 0, no KeyboardInterrupt trace."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", AFTER_STARTUP[entry]],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    assert proc.stderr.readline().strip() == "started"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_cli_module_loads_no_server_stack() -> None:
+    """The console script imports signaling.cli outside main(): a Ctrl-C there is a trace.
+
+    So that import is kept short: aiohttp and python-socketio load inside main().
+    """
+    probe = "import sys, signaling.cli; print(sorted({'aiohttp', 'socketio'} & set(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

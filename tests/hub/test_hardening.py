@@ -175,6 +175,49 @@ async def test_malformed_packets_close_their_socket_with_one_warning(
     await bystander.close()
 
 
+# not an Engine.IO type a client sends: stock python-engineio logged a traceback for each
+# (an IndexError, a ValueError) and kept the socket open
+UNKNOWN_TYPES = ["9", "7{}", "0", "6", "x", ""]
+
+
+@pytest.mark.parametrize("transport", ["lean", "stock"])
+@pytest.mark.parametrize("frame", UNKNOWN_TYPES)
+async def test_unknown_packet_type_closes_its_socket_with_one_reasoned_warning(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture, frame: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    bystander = await party(hub.url)
+    async with aiohttp.ClientSession() as session:
+        ws = await _connected_then(session, hub.url, frame)
+        await _closed(ws)
+        assert ws.closed
+    await _until(lambda: hub.hub.rooms.socket_count == 1)
+    assert (await bystander.call("rooms", {}))["ok"] is True
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    shown = f"type {frame[:1]!r}" if frame else "an empty Engine.IO packet"
+    assert "malformed packet (MalformedPacket: " in warnings[0] and shown in warnings[0]
+    assert "not 1-5 (close,ping,pong,message,upgrade)" in warnings[0], warnings
+    _no_tracebacks(caplog)
+    await bystander.close()
+
+
+async def test_unknown_packet_type_in_a_polling_post_is_refused(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    base = hub.url + "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base) as resp:
+            sid = json.loads((await resp.text())[1:])["sid"]
+        async with session.post(f"{base}&sid={sid}", data="9") as resp:
+            assert resp.status == 400
+            assert "Engine.IO packet type '9' is not 1-5" in await resp.text()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "malformed packet" in warnings[0], warnings
+    _no_tracebacks(caplog)
+
+
 # -- 3: bounded send queue, abort on ping timeout ----------------------------------------
 
 
@@ -583,6 +626,37 @@ async def test_metrics_in_prometheus_text_format(hub_with: Callable[..., Any]) -
         assert line in text, (line, text)
     await caller.close()
     await answerer.close()
+
+
+async def test_metrics_carry_what_healthz_reports(hub_with: Callable[..., Any]) -> None:
+    running = await hub_with(resume_grace=60.0)
+    staying = await party(running.url)
+    async with aiohttp.ClientSession() as session:
+        leaving = await _open(session, running.url)
+        await leaving.send_str("40")
+        await leaving.receive_str()
+        await leaving.send_str("420" + json.dumps(["offer", offer("kept")]))
+        async with asyncio.timeout(WAIT):  # its ack: the session holds a room
+            while not (await leaving.receive_str()).startswith("430"):
+                pass
+        await leaving.close()  # no Socket.IO goodbye: a lost client, its session waits
+        await _until(lambda: running.hub.sessions.away_count == 1)
+        async with session.get(running.url + "/healthz") as resp:
+            health = await resp.json()
+        async with session.get(running.url + "/metrics") as resp:
+            text = await resp.text()
+    values = {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in text.splitlines())
+        if not name.startswith("#")
+    }
+    assert (health["sessions"], health["awaySessions"]) == (2, 1)
+    assert values["p2pcall_sessions"] == 2.0
+    assert values["p2pcall_away_sessions"] == 1.0
+    assert values["p2pcall_sockets"] == health["sockets"] == 1
+    # read later than /healthz, which rounds to the millisecond
+    assert health["uptimeSeconds"] - 0.001 <= values["p2pcall_uptime_seconds"] < 60
+    await staying.close()
 
 
 # -- 14: private rooms -------------------------------------------------------------------------

@@ -43,11 +43,12 @@ def test_mint_gives_expiry_id_and_hmac_for_all_urls() -> None:
     ("kwargs", "message"),
     [
         ({"secret": "", "urls": URLS}, "--turn-secret: must not be empty"),
-        ({"secret": "x", "urls": ()}, "at least one --turn-url"),
-        ({"secret": "x", "urls": ("stun:h:3478",)}, "not a TURN URL"),
-        ({"secret": "x", "urls": ("turn:bob:pw@h:3478",)}, "must not carry USER:SECRET@"),
-        ({"secret": "x", "urls": ("turn:",)}, "has no host"),
-        ({"secret": "x", "urls": URLS, "ttl": 0}, "--turn-ttl"),
+        ({"secret": "x", "urls": URLS}, r"--turn-secret: must be at least 16 characters \(got 1\)"),
+        ({"secret": SECRET, "urls": ()}, "at least one --turn-url"),
+        ({"secret": SECRET, "urls": ("stun:h:3478",)}, "not a TURN URL"),
+        ({"secret": SECRET, "urls": ("turn:bob:pw@h:3478",)}, "must not carry USER:SECRET@"),
+        ({"secret": SECRET, "urls": ("turn:",)}, "has no host"),
+        ({"secret": SECRET, "urls": URLS, "ttl": 0}, "--turn-ttl"),
     ],
 )
 def test_bad_turn_settings_say_what_is_accepted(kwargs: dict[str, object], message: str) -> None:
@@ -77,9 +78,10 @@ def test_flags_and_environment() -> None:
     ("argv", "message"),
     [
         (["--turn-url", URLS[0]], "need --turn-secret"),
-        (["--turn-secret", "x"], "at least one --turn-url"),
-        (["--turn-secret", "x", "--turn-url", URLS[0], "--turn-ttl", "soon"], "--turn-ttl"),
-        (["--turn-secret", "x", "--turn-url", "http://h"], "--turn-url"),
+        (["--turn-secret", SECRET], "at least one --turn-url"),
+        (["--turn-secret", SECRET, "--turn-url", URLS[0], "--turn-ttl", "soon"], "--turn-ttl"),
+        (["--turn-secret", SECRET, "--turn-url", "http://h"], "--turn-url"),
+        (["--turn-secret", "a", "--turn-url", URLS[0]], "--turn-secret: must be at least 16"),
     ],
 )
 def test_bad_flags_name_the_flag(argv: list[str], message: str) -> None:
