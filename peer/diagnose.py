@@ -18,8 +18,9 @@ QUOTE_CHARS = 300
 async def why_connect_failed(url: str, limit_s: float) -> str | None:
     """One sentence on why ``url`` (``http[s]://host[:port]``) refused us, or None.
 
-    ``limit_s`` bounds the whole GET, in seconds. None when nothing answers there (connection refused, no route, a timeout): the
-    caller's "cannot reach the hub" sentence is then the right one. Never raises.
+    ``limit_s`` bounds the whole GET, in seconds. None when nothing answers there
+    (connection refused, no route, a timeout): the caller's "cannot reach the hub"
+    sentence is then the right one. Never raises.
     """
     try:
         async with (
