@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 # ``ws.receive()`` returns without suspending while frames are buffered: a client that
 # floods requests would hold the event loop for its whole backlog. Yield every so often.
 YIELD_EVERY = 32
+# At most this much goes in one write (aiohttp's own flow-control step, 64 KiB): a peer
+# that stops reading leaves at most one batch, plus aiohttp's step, in the transport's
+# buffer, because the next turn finds the buffer non-empty and waits for the drain
+# through aiohttp.
+BATCH_BYTES = 1 << 16
 
 
 class LeanWebSocket:
@@ -172,7 +177,7 @@ async def _write(socket: Any, ws: web.WebSocketResponse) -> None:
     packet waits and the peer is keeping up (nothing left in the transport's
     buffer), their frames go in one write. A peer that is behind gets aiohttp's
     send, which waits for the buffer to drain; so what the hub holds for a slow
-    reader stays bounded by the queue cap plus one batch.
+    reader stays bounded by the queue cap plus one batch (``BATCH_BYTES``).
     """
     queue: asyncio.Queue[Any] = socket.queue
     transport: asyncio.Transport | None = getattr(socket, LEAN_TRANSPORT, None)
@@ -188,15 +193,17 @@ async def _write(socket: Any, ws: web.WebSocketResponse) -> None:
                     break  # closing the WebSocket ends the read loop too
                 continue
             frames: list[bytes] = []
+            size = 0
             stop = False
             while True:
                 if pkt is None:
                     stop = True
                     break
                 frames.append(server_frame(pkt.encode()))
-                if pkt.packet_type == packet.CLOSE or queue.empty():
+                size += len(frames[-1])
+                if pkt.packet_type == packet.CLOSE or queue.empty() or size >= BATCH_BYTES:
                     stop = pkt.packet_type == packet.CLOSE
-                    break
+                    break  # what is left waits for the next turn, which sees the buffer
                 pkt = queue.get_nowait()
                 queue.task_done()
             if frames:

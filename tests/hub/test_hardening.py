@@ -18,6 +18,8 @@ import aiohttp
 import pytest
 
 from signaling import Config
+from signaling.engine import LEAN_TRANSPORT, SEND_STARTED
+from signaling.fastws import BATCH_BYTES
 from signaling.protocol import MAX_LOBBY_ROOMS
 from tests.conftest import RunningHub, start_hub
 
@@ -262,6 +264,34 @@ async def test_a_client_that_never_reads_is_closed_at_the_queue_cap(
     for i in range(3000):
         writer.write(_frame(f'42{i}["rooms",{{}}]'))
     await _until(lambda: running.hub.rooms.socket_count == 1)
+    writer.close()
+
+
+async def test_a_client_that_never_reads_leaves_one_batch_in_the_hub_s_buffer(
+    hub_with: Callable[..., Any],
+) -> None:
+    """Frames queued together leave in one write, but at most BATCH_BYTES of them at once."""
+    running = await hub_with(
+        max_rooms_per_socket=1000,
+        max_queued_bytes=1 << 30,
+        ping_interval=600,
+        ping_timeout=600,
+        send_timeout=600,
+    )
+    await _lobby_of(running, 100)  # each rooms ack is ~17 KB: a read turn queues ~0.5 MB
+    eio = running.hub.sio.eio
+    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
+    writer.write(_frame("40"))
+    await _until(lambda: running.hub.rooms.socket_count == 2)
+    for i in range(1000):
+        writer.write(_frame(f'42{i}["rooms",{{}}]'))
+    stalled = [s for s in eio.sockets.values() if getattr(s, LEAN_TRANSPORT, None)]
+    await _until(lambda: any(getattr(s, SEND_STARTED, None) for s in stalled))
+    buffered = max(getattr(s, LEAN_TRANSPORT).get_write_buffer_size() for s in stalled)
+    # A few of aiohttp's 64 KiB flow-control steps (~235 KB measured, ~80 KB with aiohttp's
+    # writes alone), whatever the backlog: an unbounded batch left ~750 KB here, and more
+    # with every read turn's worth of acks.
+    assert buffered <= 6 * BATCH_BYTES, buffered
     writer.close()
 
 
