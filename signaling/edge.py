@@ -82,7 +82,13 @@ class ConnectionGuard:
         connection = self._open.get(request.protocol)
         if connection is not None:
             connection.requested = True
-        response: web.StreamResponse = await handler(request)
+        try:
+            response: web.StreamResponse = await handler(request)
+        except ConnectionError:
+            # The client left mid-request, most often while its WebSocket upgrade was
+            # being answered: aiohttp would log a traceback per such client. Nobody is
+            # there to read an answer; aiohttp drops this one as a premature disconnect.
+            return web.Response(status=400)
         return response
 
     def _closed(self, connection: _Connection) -> None:
@@ -100,6 +106,10 @@ class ConnectionGuard:
             connection.address,
             self.request_timeout,
         )
+
+    def open_connections(self) -> int:
+        """How many TCP connections are open now, shed ones not counted."""
+        return len(self._open)
 
     def abort_all(self) -> None:
         """Abort every connection still open (at shutdown)."""

@@ -58,10 +58,21 @@ class LeanWebSocket:
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         request = environ["aiohttp.request"]
         ws = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-        await ws.prepare(request)
+        socket = getattr(self.handler, "__self__", None)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:
+            if socket is not None and not socket.connected:
+                # gone before its upgrade was answered: its Engine.IO session goes now,
+                # not at the ping timeout
+                reason = self.server.reason.TRANSPORT_CLOSE
+                await socket.close(wait=False, abort=True, reason=reason)
+                # python-engineio forgets a closed socket after its handler returns,
+                # which this one does not
+                self.server.sockets.pop(socket.sid, None)
+            raise
         self._sock = ws
         self.environ = environ
-        socket = getattr(self.handler, "__self__", None)
         if socket is None or socket.connected:
             await self.handler(self)  # an upgrade from long-polling
         else:

@@ -10,17 +10,21 @@ import gc
 import json
 import logging
 import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
-from signaling import Config
+from signaling import Config, create_app
+from signaling.edge import CONNECTION_GUARD_KEY
 from signaling.engine import LEAN_TRANSPORT, SEND_STARTED
 from signaling.fastws import BATCH_BYTES
 from signaling.protocol import MAX_LOBBY_ROOMS
+from signaling.server import HUB_KEY, make_runner
 from tests.conftest import RunningHub, start_hub
 
 from .client import error_code, offer, party
@@ -770,3 +774,34 @@ async def test_refusals_name_what_was_sent(hub: RunningHub) -> None:
         ack = json.loads((await _first_packet(ws, "437"))[3:])[0]
         assert ack["error"]["code"] == "unknown_event" and "'123'" in ack["error"]["message"], ack
         await ws.close()
+
+
+@pytest.mark.parametrize("transport_name", ["lean", "stock"])
+async def test_clients_gone_during_their_upgrade_leave_no_traceback(
+    caplog: pytest.LogCaptureFixture, transport_name: str
+) -> None:
+    """A tab closed while connecting: the upgrade's answer meets a closed transport."""
+    caplog.set_level(logging.INFO)
+    app = create_app(replace(Config(port=0), transport=transport_name))
+    runner = make_runner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    for _ in range(100):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST at once, before the 101 can be read
+    try:
+        guard = app[CONNECTION_GUARD_KEY]
+        await _until(lambda: guard.open_connections() == 0)
+        if transport_name == "lean":  # the stock transport keeps them to the ping timeout
+            await _until(lambda: not app[HUB_KEY].sio.eio.sockets)
+        _no_tracebacks(caplog)
+    finally:
+        await runner.cleanup()
