@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import socketio
 
 from .diagnose import why_connect_failed
@@ -244,9 +245,24 @@ class SignalingClient:
     async def connect(self) -> Welcome:
         """Connect and wait for ``welcome``; raise ``Unauthorized``/``HubUnreachable``."""
         try:
-            await self.sio.connect(
-                self.url, auth=self._auth, transports=["websocket"], wait_timeout=self.timeout
-            )
+            # python-socketio's wait_timeout covers only the wait after the handshake: a
+            # server that accepts TCP and never answers (a stopped hub) would hang here
+            async with asyncio.timeout(self.timeout):
+                await self.sio.connect(
+                    self.url, auth=self._auth, transports=["websocket"], wait_timeout=self.timeout
+                )
+        except TimeoutError:
+            await self._drop()
+            raise HubUnreachable(
+                f"the server at {self.url} took the connection but did not answer within "
+                f"{self.timeout:g} s; is the hub stopped or overloaded? check --server"
+            ) from None
+        except aiohttp.ClientError as exc:  # not a socketio ConnectionError: not HTTP at all
+            await self._drop()
+            raise HubUnreachable(
+                f"{self.url} did not answer as a web server ({type(exc).__name__}): "
+                "it is not a p2pcall hub (check --server)"
+            ) from None
         except socketio.exceptions.ConnectionError as exc:
             await self._drop()
             if self._refused == ErrorCode.UNAUTHORIZED and not self.token:
@@ -289,6 +305,11 @@ class SignalingClient:
             await self.sio.disconnect()
         except Exception:  # already gone; nothing to release
             log.debug("disconnect after failure raised", exc_info=True)
+        # python-engineio closes its aiohttp session only when a connected client
+        # disconnects: after a failed connect it stays open ("Unclosed client session")
+        http = getattr(self.sio.eio, "http", None)
+        if isinstance(http, aiohttp.ClientSession) and not http.closed:
+            await http.close()
 
     async def close(self) -> None:
         """End the session at once (``bye``, so nobody waits out a grace) and disconnect."""

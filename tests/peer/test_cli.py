@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -336,3 +337,46 @@ async def test_exit_3_a_web_server_that_is_not_a_hub() -> None:
         f"p2pcall-peer: {url} answered HTTP 404 to /healthz: it is not a p2pcall hub "
         "(check --server)"
     )
+
+
+@contextlib.asynccontextmanager
+async def _tcp_server(greeting: bytes | None) -> AsyncIterator[str]:
+    """The URL of a TCP server that sends ``greeting`` and then nothing, or nothing at all."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # kept open: a stopped process answers nothing but keeps it
+        if greeting is not None:
+            writer.write(greeting)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        async with server:
+            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        for writer in held:
+            writer.close()
+            await writer.wait_closed()
+
+
+async def test_exit_3_a_server_that_never_answers_within_the_timeout() -> None:
+    """A stopped hub (SIGSTOP) keeps accepting TCP: the connect must still give up."""
+    async with _tcp_server(None) as url:
+        done = await run_cli("--server", url, "--room", "r", "--role", "caller", "--timeout", "2")
+    assert done.code == 3, done.stderr
+    assert done.last_error_line == (
+        f"p2pcall-peer: the server at {url} took the connection but did not answer within "
+        "2 s; is the hub stopped or overloaded? check --server"
+    )
+    assert "Unclosed client session" not in done.stderr
+
+
+async def test_exit_3_a_server_that_does_not_speak_http() -> None:
+    async with _tcp_server(b"SSH-2.0-OpenSSH_9.2\r\n") as url:
+        done = await run_cli("--server", url, "--room", "r", "--role", "caller", "--timeout", "5")
+    assert done.code == 3, done.stderr
+    assert done.last_error_line == (
+        f"p2pcall-peer: {url} did not answer as a web server (ClientResponseError): "
+        "it is not a p2pcall hub (check --server)"
+    )
+    assert "Unclosed client session" not in done.stderr and "Traceback" not in done.stderr
