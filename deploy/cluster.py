@@ -81,7 +81,8 @@ def cannot_listen(host: str, port: int) -> str | None:
         except OSError as exc:
             shown = f"[{host}]" if ":" in host else host
             why = (exc.strerror or str(exc)).lower()  # "address already in use"
-            return f"cannot listen on {shown}:{port}: {why} (--port, CLUSTER_PORT)"
+            flags = "--bind, --port; CLUSTER_BIND, CLUSTER_PORT"
+            return f"cannot listen on {shown}:{port}: {why} ({flags})"
     return None
 
 
@@ -320,6 +321,19 @@ async def _until_ready_or_dead(ready: Coroutine[Any, Any, None], child: Child) -
     task.result()
 
 
+def tcp_port(text: str) -> int:
+    """``--port`` / ``CLUSTER_PORT``: an integer from 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a TCP port from 1 to 65535 (--port, CLUSTER_PORT), got {text!r}"
+        )
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="deploy/cluster.py",
@@ -332,8 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--port",
-        type=int,
-        default=int(os.environ.get("CLUSTER_PORT", "8080")),
+        type=tcp_port,
+        # a string: argparse checks it with tcp_port too, so a bad CLUSTER_PORT is a usage line
+        default=os.environ.get("CLUSTER_PORT", "8080"),
         help="port HAProxy listens on (env CLUSTER_PORT; default 8080)",
     )
     p.add_argument(

@@ -163,6 +163,21 @@ def test_a_port_in_use_is_refused_before_anything_starts() -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.strip() == (
         f"[cluster] cannot listen on 127.0.0.1:{port}: address already in use "
-        "(--port, CLUSTER_PORT)"
+        "(--bind, --port; CLUSTER_BIND, CLUSTER_PORT)"
     ), done.stdout
     assert "started" not in done.stdout and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "70000", "-1", "0"])
+def test_a_bad_cluster_port_is_a_usage_line(value: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "deploy/cluster.py"],
+        capture_output=True, text=True, cwd=ROOT, timeout=LIMIT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "CLUSTER_PORT": value},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "deploy/cluster.py: error: argument --port: expected a TCP port from 1 to 65535 "
+        f"(--port, CLUSTER_PORT), got '{value}'"
+    )
+    assert "Traceback" not in done.stderr and done.stdout == ""
