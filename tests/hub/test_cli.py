@@ -5,11 +5,9 @@ from __future__ import annotations
 import errno
 import json
 import resource
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -411,43 +409,6 @@ def test_soft_open_files_limit_is_raised_to_the_hard_limit() -> None:
     hp = spawn_hub(preexec_fn=lower)
     log = hp.stop()  # the limit is logged before the bound URL, which spawn_hub waits for
     assert f"open-files limit {target} (hard " in log, log
-
-
-# ``python -m signaling`` from the moment runpy runs its ``__main__``: a SIGINT during
-# Python's own start-up (site.py) or runpy's import of the (lazy, tiny) package is
-# Python's to report, before any of the hub's code has run
-AFTER_STARTUP = {
-    "module": (
-        "import runpy, sys, signaling; sys.argv = ['signaling', '--port', '0']; "
-        "print('started', file=sys.stderr, flush=True); "
-        "runpy.run_module('signaling', run_name='__main__', alter_sys=True)"
-    ),
-    # what the p2pcall-signaling console script does, once it has imported signaling.cli
-    "script": (
-        "import sys; from signaling.cli import main; sys.argv = ['p2pcall-signaling', "
-        "'--port', '0']; print('started', file=sys.stderr, flush=True); sys.exit(main())"
-    ),
-}
-
-
-@pytest.mark.parametrize("entry", sorted(AFTER_STARTUP))
-@pytest.mark.parametrize("delay", [0.02, 0.05, 0.1, 0.15, 0.2])
-def test_sigint_while_starting_exits_quietly(entry: str, delay: float) -> None:
-    """SIGINT before the hub's signal handlers exist: exit 0, no KeyboardInterrupt trace."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", AFTER_STARTUP[entry]],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stderr is not None
-    assert proc.stderr.readline().strip() == "started"
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
 
 
 def test_cli_module_loads_no_server_stack() -> None:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import re
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -200,28 +199,6 @@ async def test_exit_2_show_without_display(wayland: str) -> None:
         "p2pcall-peer: --show needs X11's DISPLAY, which is not set; the video window is an "
         "X11 window (a Wayland session provides DISPLAY through XWayland)"
     )
-
-
-@pytest.mark.parametrize("module", ["peer.cli", "numpy", "av", "aiortc", "socketio"])
-async def test_ctrl_c_while_the_imports_run_ends_like_ctrl_c_mid_call(
-    hub: RunningHub, module: str
-) -> None:
-    """SIGINT right after ``module`` is imported: in ``python -m peer``'s import of the
-    CLI, in the config's numpy, in the media stack's PyAV and aiortc, in python-socketio.
-    ``-X importtime`` says on stderr when each import is done, so no sleep is guessed."""
-    peer = await start_cli(
-        "--server", hub.url, "--room", f"early-{module}", "--role", "caller", *SMALL,
-        python=["-X", "importtime"],
-    )  # fmt: skip
-    assert peer.stderr is not None
-    done_line = re.compile(rf"import time: .*\| +{re.escape(module)}\n".encode())
-    while not done_line.fullmatch(line := await asyncio.wait_for(peer.stderr.readline(), 60)):
-        assert line, f"the peer exited before importing {module}"
-    peer.send_signal(signal.SIGINT)
-    done = await finish(peer, limit=30)
-    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
-    assert done.code == 0, done.stderr[-2000:]
-    assert done.last_error_line == "p2pcall-peer: call ended (interrupted)"
 
 
 async def test_exit_2_bad_name_before_connecting() -> None:
