@@ -32,6 +32,7 @@ from .manager import IndexedManager
 from .transport import (
     NAMESPACE,
     Deferred,
+    Dispatch,
     MalformedPacket,
     OneSidEmit,
     allow_packets_per_poll,
@@ -40,7 +41,6 @@ from .transport import (
 
 log = logging.getLogger(__name__)
 
-Dispatch = Callable[[str, str, list[Any]], "dict[str, Any] | Deferred"]
 QUEUED = "_queued_bytes"  # on the Engine.IO socket: bytes queued since it last drained
 REFUSED = "_refused"  # on a long-polling Engine.IO socket whose connect was refused
 

@@ -32,6 +32,7 @@ from .guards import RateLimitedWarning
 from .transport import (
     NAMESPACE,
     Deferred,
+    Dispatch,
     MalformedPacket,
     OneSidEmit,
     allow_packets_per_poll,
@@ -41,7 +42,6 @@ from .transport import (
 
 log = logging.getLogger(__name__)
 
-Dispatch = Callable[[str, str, list[Any]], "dict[str, Any] | Deferred"]
 OnShed = Callable[[str, str], None]
 
 SHED_CLOSE_TIMEOUT = 5.0  # seconds a shed socket's close may wait for its send queue

@@ -224,3 +224,7 @@ class Deferred:
 
     async def wait(self) -> Any:
         return await self._done
+
+
+# (sid, event, args) -> the ack, or a Deferred one: what both servers call per event
+Dispatch = Callable[[str, str, list[Any]], "dict[str, Any] | Deferred"]
