@@ -19,12 +19,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from signaling import Config, create_app
+from signaling import Config
 from signaling.edge import CONNECTION_GUARD_KEY
 from signaling.engine import LEAN_TRANSPORT, SEND_STARTED
 from signaling.fastws import BATCH_BYTES
 from signaling.protocol import MAX_LOBBY_ROOMS
-from signaling.server import HUB_KEY, make_runner
+from signaling.server import HUB_KEY
 from tests.conftest import RunningHub, start_hub
 
 from .client import error_code, offer, party
@@ -227,6 +227,14 @@ async def test_unknown_packet_type_in_a_polling_post_is_refused(
 # -- 3: bounded send queue, abort on ping timeout ----------------------------------------
 
 
+# a WebSocket upgrade of a new Engine.IO connection, as a browser sends it
+UPGRADE = (
+    b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
+
+
 async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A WebSocket client on a tiny receive buffer that reads only the handshake."""
     sock = socket.socket()
@@ -234,11 +242,7 @@ async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
     reader, writer = await asyncio.open_connection(sock=sock)
-    writer.write(
-        b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )
+    writer.write(UPGRADE)
     await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
     return reader, writer
 
@@ -257,16 +261,22 @@ async def _lobby_of(hub: RunningHub, rooms: int) -> None:
     await caller.call("rooms", {})
 
 
+async def _non_reader(running: RunningHub, requests: int) -> asyncio.StreamWriter:
+    """A connected Socket.IO client that sends ``requests`` lobby requests and reads none."""
+    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
+    writer.write(_frame("40"))
+    await _until(lambda: running.hub.rooms.socket_count == 2)
+    for i in range(requests):
+        writer.write(_frame(f'42{i}["rooms",{{}}]'))
+    return writer
+
+
 async def test_a_client_that_never_reads_is_closed_at_the_queue_cap(
     hub_with: Callable[..., Any],
 ) -> None:
     running = await hub_with(max_rooms_per_socket=1000, max_queued_bytes=200_000)
     await _lobby_of(running, 100)  # each rooms ack is ~17 KB
-    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
-    writer.write(_frame("40"))
-    await _until(lambda: running.hub.rooms.socket_count == 2)
-    for i in range(3000):
-        writer.write(_frame(f'42{i}["rooms",{{}}]'))
+    writer = await _non_reader(running, 3000)
     await _until(lambda: running.hub.rooms.socket_count == 1)
     writer.close()
 
@@ -284,11 +294,7 @@ async def test_a_client_that_never_reads_leaves_one_batch_in_the_hub_s_buffer(
     )
     await _lobby_of(running, 100)  # each rooms ack is ~17 KB: a read turn queues ~0.5 MB
     eio = running.hub.sio.eio
-    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
-    writer.write(_frame("40"))
-    await _until(lambda: running.hub.rooms.socket_count == 2)
-    for i in range(1000):
-        writer.write(_frame(f'42{i}["rooms",{{}}]'))
+    writer = await _non_reader(running, 1000)
     stalled = [s for s in eio.sockets.values() if getattr(s, LEAN_TRANSPORT, None)]
     await _until(lambda: any(getattr(s, SEND_STARTED, None) for s in stalled))
     buffered = max(getattr(s, LEAN_TRANSPORT).get_write_buffer_size() for s in stalled)
@@ -305,11 +311,7 @@ async def test_ping_timeout_aborts_a_socket_with_a_backlog(hub_with: Callable[..
     )
     await _lobby_of(running, 100)
     eio = running.hub.sio.eio
-    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
-    writer.write(_frame("40"))
-    await _until(lambda: running.hub.rooms.socket_count == 2)
-    for i in range(1000):
-        writer.write(_frame(f'42{i}["rooms",{{}}]'))
+    writer = await _non_reader(running, 1000)
     await _until(lambda: any(s.last_ping for s in eio.sockets.values()))
     # the backlog is never read, so neither is the ping: the socket must go anyway
     await _until(lambda: running.hub.rooms.socket_count == 1)
@@ -328,11 +330,8 @@ async def test_a_write_stalled_past_the_send_timeout_closes_the_socket(
         send_timeout=0.5,
     )
     await _lobby_of(running, 100)
-    _reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
-    writer.write(_frame("40"))
-    await _until(lambda: running.hub.rooms.socket_count == 2)
-    for i in range(1000):  # ~17 MB of acks, far past the TCP buffers of a reader of 4 KB
-        writer.write(_frame(f'42{i}["rooms",{{}}]'))
+    # ~17 MB of acks, far past the TCP buffers of a reader of 4 KB
+    writer = await _non_reader(running, 1000)
     await _until(lambda: running.hub.rooms.socket_count == 1)
     assert await _closed_by_limit(running.url, "send_timeout") == 1.0
     assert await _closed_by_limit(running.url, "send_queue") == 0.0
@@ -782,18 +781,13 @@ async def test_clients_gone_during_their_upgrade_leave_no_traceback(
 ) -> None:
     """A tab closed while connecting: the upgrade's answer meets a closed transport."""
     caplog.set_level(logging.INFO)
-    app = create_app(replace(Config(port=0), transport=transport_name))
-    runner = make_runner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
+    running, runner = await start_hub(Config(port=0, transport=transport_name))
+    assert isinstance(runner, web.AppRunner)
+    app = runner.app
+    port = int(running.url.rsplit(":", 1)[1])
     for _ in range(100):
         _, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
-            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        )
+        writer.write(UPGRADE)
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()  # RST at once, before the 101 can be read
