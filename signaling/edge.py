@@ -21,7 +21,6 @@ import logging
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,16 @@ log = logging.getLogger(__name__)
 SHED_LINGER = 1.0  # seconds a shed connection may take to send the request its refusal answers
 
 
-@dataclass
 class _Connection:
-    address: str
-    opened: float  # loop time
-    requested: bool = False
+    """One open TCP connection: its peer address, when it opened (loop time), and
+    whether a whole request has come on it (slotted: one is made per connection)."""
+
+    __slots__ = ("address", "opened", "requested")
+
+    def __init__(self, address: str, opened: float) -> None:
+        self.address = address
+        self.opened = opened
+        self.requested = False
 
 
 class ConnectionGuard:

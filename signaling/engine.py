@@ -27,9 +27,10 @@ what has arrived so far, so a body that arrives in pieces lost its tail.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import engineio
@@ -42,7 +43,7 @@ from .transport import MalformedPacket, payload_fault
 
 log = logging.getLogger(__name__)
 PING_TIMER = "_ping_timer"  # attribute on the socket holding its TimerHandle
-LEAN_WRITER = "_lean_writer"  # set on sockets whose writer is fastws's
+LEAN_OUTBOX = "_lean_outbox"  # a fastws socket's Outbox (what is sent this loop turn)
 LEAN_TRANSPORT = "_lean_transport"  # the TCP transport under a fastws socket
 # when the WebSocket write under way started (time.monotonic()), None between writes
 SEND_STARTED = "_send_started"
@@ -50,6 +51,7 @@ BODY_KEY = web.RequestKey("polling_body", bytes)  # a polling POST body, read wh
 
 # Called with (engine.io sid, reason) whenever the hub closes a socket for a limit.
 OnShed = Callable[[str, str], None]
+MessageNow = Callable[[str, str], Awaitable[Any] | None]
 
 
 class _Body:
@@ -74,9 +76,13 @@ class LeanEngineServer(engineio.AsyncServer):
         super().__init__(*args, **kwargs)
         self.request_timeout = request_timeout
         self.on_shed: OnShed | None = None
+        # (sid, data) -> what to await, or None: set by the Socket.IO server above, so
+        # the WebSocket read loop hands it each MESSAGE without a coroutine per message
+        self.message_now: MessageNow | None = None
         self.warnings = RateLimitedWarning(log)
         self._closing: set[asyncio.Task[Any]] = set()
         self._polling: set[str] = set()  # sids with a long-poll GET under way
+        self._coroutine_handlers: dict[str, tuple[Any, bool]] = {}  # event -> (handler, is one)
         stock = self._async["translate_request"]  # type: ignore[has-type]
 
         def translate_request(request: web.Request) -> dict[str, Any]:
@@ -87,13 +93,37 @@ class LeanEngineServer(engineio.AsyncServer):
 
         # a copy: the driver table is shared by every Engine.IO server
         self._async = {**self._async, "translate_request": translate_request}  # type: ignore[has-type]
+        self._environ = stock  # a GET's environ: it has no body to swap in
 
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        """Stock, but a coroutine handler run inline is awaited without a wrapper.
+
+        python-socketio's handlers are coroutines and run inline (``run_async`` is
+        false for connect and disconnect): stock checks that with ``inspect`` and
+        wraps each call in one more coroutine, twice per connection. Errors are
+        handled as stock: logged, and a failed connect refuses the connection.
+        """
         if event == "disconnect" and args[1:2] == (self.reason.PING_TIMEOUT,):
             socket = self.sockets.get(args[0])
             if socket is not None:
                 self.shed(socket, "ping timeout")
-        return await super()._trigger_event(event, *args, **kwargs)
+        handler = self.handlers.get(event)
+        if kwargs.get("run_async") or handler is None or not self._is_coroutine(event, handler):
+            return await super()._trigger_event(event, *args, **kwargs)
+        try:
+            return await handler(*args)
+        except asyncio.CancelledError:
+            return None
+        except Exception:
+            self.logger.exception(event + " async handler error")
+            return False if event == "connect" else None
+
+    def _is_coroutine(self, event: str, handler: Any) -> bool:
+        known = self._coroutine_handlers.get(event)
+        if known is None or known[0] is not handler:
+            known = (handler, inspect.iscoroutinefunction(handler))
+            self._coroutine_handlers[event] = known
+        return known[1]
 
     def shed(self, socket: Any, reason: str) -> None:
         """Close ``socket`` at once, dropping its unsent backlog; tell ``on_shed`` why."""
@@ -148,8 +178,11 @@ class LeanEngineServer(engineio.AsyncServer):
     async def handle_request(self, request: web.Request) -> web.StreamResponse:
         """Read a polling POST body whole (bounded in size and time), then as stock."""
         if request.method != "POST":
-            sid = request.query.get("sid")
-            if sid is None or request.query.get("transport") != "polling":
+            query = request.query
+            sid = query.get("sid")
+            if sid is None and _opens_websocket(request):
+                return await self._connect_websocket(request)
+            if sid is None or query.get("transport") != "polling":
                 return await self._stock_request(request)
             # Stock python-engineio parks every extra GET on one sid until the socket
             # dies (~ping interval + timeout), each holding a connection: refuse it now.
@@ -195,6 +228,51 @@ class LeanEngineServer(engineio.AsyncServer):
             self.malformed(sid, exc)
             return _refuse(400, "malformed Engine.IO payload")
 
+    async def _connect_websocket(self, request: web.Request) -> web.StreamResponse:
+        """A new Engine.IO session straight on WebSocket, as stock ``_handle_connect``.
+
+        Stock ``handle_request`` parses the query again, and its connect goes through
+        the polling machinery (``send``'s ping-timeout check, ``handle_get_request``,
+        ``_upgrade_websocket``) before the same WebSocket handler runs; every client
+        connects this way, twice per call. A refused origin, and anything this path
+        does not cover, takes the stock path and its own error.
+        """
+        environ: dict[str, Any] = self._environ(request)
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and self.cors_allowed_origins != []:
+            allowed = self._cors_allowed_origins(environ)
+            if allowed is not None and origin not in allowed:
+                return await self._stock_request(request)
+        if self.start_service_task:  # type: ignore[has-type]
+            self.start_service_task = False
+            self.service_task_handle = self.start_background_task(self._service_task)
+        sid = self.generate_id()
+        socket = AsyncSocket(self, sid)
+        self.sockets[sid] = socket
+        opening = {
+            "sid": sid,
+            "upgrades": [],
+            "pingTimeout": int(self.ping_timeout * 1000),
+            "pingInterval": int(self.ping_interval + self.ping_interval_grace_period) * 1000,
+            "maxPayload": self.max_http_buffer_size,
+        }
+        socket.queue.put_nowait(packet.Packet(packet.OPEN, opening))
+        accepted = await self._trigger_event("connect", sid, environ, run_async=False)
+        if accepted is not None and accepted is not True:
+            del self.sockets[sid]
+            refusal: web.StreamResponse = await self._make_response(
+                self._unauthorized(accepted or None), environ
+            )
+            return refusal
+        socket.schedule_ping()
+        websocket = self._async["websocket"](socket._websocket_handler, self)
+        try:
+            response: web.StreamResponse = await websocket(environ)
+        finally:
+            if socket.closed:
+                self.sockets.pop(sid, None)
+        return response
+
     async def _stock_request(self, request: web.Request) -> web.StreamResponse:
         response: web.StreamResponse = await super().handle_request(request)
         return response
@@ -206,6 +284,19 @@ class LeanEngineServer(engineio.AsyncServer):
             setattr(socket, PING_TIMER, handle)
             return handle
         return super().start_background_task(target, *args, **kwargs)
+
+
+def _opens_websocket(request: web.Request) -> bool:
+    """A GET that opens an Engine.IO 4 session on WebSocket (no JSONP, a real upgrade)."""
+    query = request.query
+    headers = request.headers
+    return (
+        query.get("transport") == "websocket"
+        and query.get("EIO") == "4"
+        and "j" not in query
+        and headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in headers.get("Connection", "").lower()  # "keep-alive, Upgrade" too
+    )
 
 
 def _refuse(status: int, text: str) -> web.Response:

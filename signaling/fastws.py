@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from engineio import packet
 
-from .engine import LEAN_TRANSPORT, LEAN_WRITER, SEND_STARTED, cancel_ping
+from .engine import LEAN_OUTBOX, LEAN_TRANSPORT, SEND_STARTED, cancel_ping
 from .transport import MalformedPacket, client_packet_fault
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,14 @@ class LeanWebSocket:
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         request = environ["aiohttp.request"]
-        ws = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
         socket = getattr(self.handler, "__self__", None)
+        fresh = socket is not None and not socket.connected
+        response = _OpeningResponse if fresh else web.WebSocketResponse
+        ws = response(max_msg_size=self.server.max_http_buffer_size, compress=False)
         try:
-            await ws.prepare(request)
+            writer = await ws.prepare(request)
+            if fresh:
+                await _send_opening(socket, writer)
         except ConnectionError:
             if socket is not None and not socket.connected:
                 # gone before its upgrade was answered: its Engine.IO session goes now,
@@ -97,12 +101,41 @@ class LeanWebSocket:
         return msg.data
 
 
+class _OpeningResponse(web.WebSocketResponse):
+    """A WebSocket response whose 101 headers wait for the first write.
+
+    aiohttp otherwise sends the headers on their own; a new Engine.IO socket's
+    first frame (OPEN) is already queued, and one write for both saves a system
+    call, and on loopback the receiver's processing of one more segment.
+    """
+
+    _send_headers_immediately = False  # aiohttp's own flag (its Response sets it too)
+
+
+async def _send_opening(socket: Any, writer: Any) -> None:
+    """Send the 101's buffered headers with the first queued packet (OPEN) in one write.
+
+    Only packets are queued before the socket is served (its stop mark comes later).
+    """
+    queue: asyncio.Queue[Any] = socket.queue
+    if queue.empty():
+        writer.send_headers()
+        return
+    first = queue.get_nowait()
+    queue.task_done()
+    # the payload writer coalesces its buffered headers with the first chunk
+    await writer.write(server_frame(first.encode()))
+
+
 async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> None:
     """Run one Engine.IO socket over ``ws`` until either side closes it."""
     socket.connected = True
     socket.upgraded = True
-    setattr(socket, LEAN_WRITER, True)
+    transport = getattr(socket, LEAN_TRANSPORT, None)
+    if transport is not None:
+        setattr(socket, LEAN_OUTBOX, Outbox(socket.queue, ws, transport))
     writer = asyncio.ensure_future(_write(socket, ws))
+    message_now = server.message_now
     on_message = server.handlers.get("message")
     sid = socket.sid
     handled = 0
@@ -115,9 +148,15 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
             kind = msg.type
             if kind is WSMsgType.TEXT:
                 data: str = msg.data
-                if data[:1] == "4" and on_message is not None:
-                    await on_message(sid, data[1:])  # it handles its own faults
-                    continue
+                if data[:1] == "4":
+                    # both handle their own faults
+                    if message_now is not None:
+                        if (pending := message_now(sid, data[1:])) is not None:
+                            await pending
+                        continue
+                    if on_message is not None:
+                        await on_message(sid, data[1:])
+                        continue
                 # checked here: python-engineio's own error for an unknown type is empty
                 if (fault := client_packet_fault(data)) is not None:
                     server.malformed(sid, MalformedPacket(fault))
@@ -138,6 +177,55 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
         await writer
         await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
         cancel_ping(socket)
+
+
+class Outbox:
+    """The frames sent to one socket in this loop turn while its writer is idle.
+
+    Most sends reach a socket whose queue is empty and whose peer keeps up: one
+    call_soon per turn writes them together, without a packet object, a queue
+    round trip or a wake of the writer task per send. Anything else (a queue
+    that holds packets, a peer that is behind, a turn's batch at ``BATCH_BYTES``)
+    is refused and goes through the queue and the writer, after what this holds:
+    the flush was scheduled first, so order is kept.
+    """
+
+    __slots__ = ("_frames", "_loop", "_queue", "_size", "_transport", "_ws")
+
+    def __init__(self, queue: asyncio.Queue[Any], ws: web.WebSocketResponse, transport: Any):
+        self._queue = queue
+        self._ws = ws
+        self._transport = transport
+        self._frames: list[bytes] = []
+        self._size = 0
+        self._loop = asyncio.get_running_loop()
+
+    def take(self, text: str) -> bool:
+        """Send the Engine.IO MESSAGE ``text`` at the end of this turn; False: queue it."""
+        transport = self._transport
+        if (
+            self._size >= BATCH_BYTES
+            or not self._queue.empty()
+            or transport.get_write_buffer_size()
+            or transport.is_closing()
+        ):
+            return False
+        frame = server_frame("4" + text)
+        if not self._frames:
+            self._loop.call_soon(self._flush)
+        self._frames.append(frame)
+        self._size += len(frame)
+        return True
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._frames)
+
+    def _flush(self) -> None:
+        frames, self._frames, self._size = self._frames, [], 0
+        if self._ws.closed or self._transport.is_closing():
+            return  # aiohttp has sent its CLOSE frame, or the connection is gone
+        self._transport.write(b"".join(frames))
 
 
 async def send_stamped(socket: Any, ws: web.WebSocketResponse, data: str | bytes) -> None:
@@ -184,11 +272,12 @@ async def _write(socket: Any, ws: web.WebSocketResponse) -> None:
 
     What is queued together leaves together: an answerer's join is answered with
     the offer and every held candidate, an answer's burst of candidates with as many
-    relays, and aiohttp writes each frame with its own send(2). When more than one
-    packet waits and the peer is keeping up (nothing left in the transport's
-    buffer), their frames go in one write. A peer that is behind gets aiohttp's
-    send, which waits for the buffer to drain; so what the hub holds for a slow
-    reader stays bounded by the queue cap plus one batch (``BATCH_BYTES``).
+    relays, and aiohttp writes each frame with its own send(2). While the peer is
+    keeping up (nothing left in the transport's buffer), what waits goes out in one
+    write of frames made here (a lone frame too: aiohttp's send costs more). A peer
+    that is behind gets aiohttp's send, which waits for the buffer to drain; so
+    what the hub holds for a slow reader stays bounded by the queue cap plus one
+    batch (``BATCH_BYTES``).
     """
     queue: asyncio.Queue[Any] = socket.queue
     transport: asyncio.Transport | None = getattr(socket, LEAN_TRANSPORT, None)
@@ -196,7 +285,7 @@ async def _write(socket: Any, ws: web.WebSocketResponse) -> None:
         while True:
             pkt = await queue.get()
             queue.task_done()
-            if queue.empty() or transport is None or transport.get_write_buffer_size():
+            if transport is None or transport.get_write_buffer_size():
                 if pkt is None:
                     break
                 await send_stamped(socket, ws, pkt.encode())

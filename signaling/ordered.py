@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
 from engineio import packet as eio_packet
 
-from .engine import LeanEngineServer
+from .engine import LEAN_OUTBOX, LeanEngineServer
 from .fastws import LeanWebSocket
 from .manager import IndexedManager
 from .transport import (
@@ -43,6 +43,21 @@ log = logging.getLogger(__name__)
 
 QUEUED = "_queued_bytes"  # on the Engine.IO socket: bytes queued since it last drained
 REFUSED = "_refused"  # on a long-polling Engine.IO socket whose connect was refused
+
+
+class TextMessage(eio_packet.Packet):
+    """An Engine.IO text MESSAGE, encoded when made.
+
+    The stock constructor type-checks its data and ``encode`` builds the string
+    again; this is the same packet (python-engineio's polling path encodes it as
+    any other) for the one kind the hub sends.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.packet_type = eio_packet.MESSAGE
+        self.data = text
+        self.binary = False
+        self.encode_cache = "4" + text
 
 
 class OrderedServer(OneSidEmit, socketio.AsyncServer):
@@ -68,11 +83,15 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         self._dispatch = dispatch
         self._on_connected = on_connected
         self.max_queued_bytes = max_queued_bytes
+        # the connected sockets on "/", both ways: every request and send looks one up
+        self._open: dict[str, Any] = {}  # Socket.IO sid -> its Engine.IO socket
+        self._sid_of: dict[str, str] = {}  # Engine.IO sid -> Socket.IO sid
         self._dumps = self.packet_class.json.dumps
         self._loads = self.packet_class.json.loads
         if self.eio.async_mode == "aiohttp":
             # a copy: the driver table is shared by every Engine.IO server
             self.eio._async = {**self.eio._async, "websocket": LeanWebSocket}
+            self.eio.message_now = self.message_now
 
     def on(self, event: str, handler: Any = None, namespace: str | None = None) -> Any:
         """Only ``connect`` and ``disconnect`` handlers: every other event goes to dispatch.
@@ -95,11 +114,19 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         """
         return self._queue(sid, "2" + self._dumps([event, payload]))
 
-    def _queue(self, sid: str, encoded: Any) -> bool:
-        eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
-        socket = self.eio.sockets.get(eio_sid) if eio_sid else None
-        if socket is None or socket.closed or socket.closing:
+    def _queue(self, sid: str, encoded: str) -> bool:
+        socket = self._open.get(sid)
+        if socket is None:
+            eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
+            socket = self.eio.sockets.get(eio_sid) if eio_sid else None
+        return socket is not None and self._queue_on(socket, encoded)
+
+    def _queue_on(self, socket: Any, encoded: str) -> bool:
+        if socket.closed or socket.closing:
             return False
+        outbox = getattr(socket, LEAN_OUTBOX, None)
+        if outbox is not None and outbox.take(encoded):
+            return True
         queue = socket.queue
         # Bytes queued since the queue was last empty: an upper bound on what waits
         # unsent, at the cost of one attribute per send instead of per-packet sizes.
@@ -108,8 +135,22 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
             self.eio.shed(socket, f"send queue over {self.max_queued_bytes} bytes")
             return False
         setattr(socket, QUEUED, queued)
-        queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, encoded))
+        queue.put_nowait(TextMessage(encoded))
         return True
+
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        """python-socketio's own packets (CONNECT, its errors, DISCONNECT), queued in order.
+
+        Stock sends each through two more coroutines; here it is queued like every
+        other send, under the same byte cap.
+        """
+        encoded = pkt.encode()
+        if type(encoded) is not str:
+            await super()._send_packet(eio_sid, pkt)  # attachments: never in the contract
+            return
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
+            self._queue_on(socket, encoded)
 
     # -- the transport seam the Hub uses instead of reaching into engineio --
 
@@ -160,7 +201,10 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         """True while earlier sends to ``sid`` are still waiting in its queue."""
         eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
         socket = self.eio.sockets.get(eio_sid) if eio_sid else None
-        return socket is not None and not socket.queue.empty()
+        if socket is None:
+            return False
+        outbox = getattr(socket, LEAN_OUTBOX, None)
+        return not socket.queue.empty() or (outbox is not None and outbox.pending)
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
         # a second CONNECT on a connected socket: python-socketio refuses it ("Unable to
@@ -169,6 +213,10 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         await super()._handle_connect(eio_sid, namespace, data)
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE)
         if not again and sid is not None and self.manager.is_connected(sid, namespace or NAMESPACE):
+            socket = self.eio.sockets.get(eio_sid)
+            if socket is not None and (namespace or NAMESPACE) == NAMESPACE:
+                self._open[sid] = socket
+                self._sid_of[eio_sid] = sid
             self._on_connected(sid)
             return
         # Refused: the CONNECT_ERROR is queued; a CLOSE after it ends the socket, so
@@ -183,28 +231,61 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         else:
             setattr(socket, REFUSED, True)
 
+    async def _handle_disconnect(
+        self, eio_sid: str, namespace: str | None, reason: Any = None
+    ) -> None:
+        if (namespace or NAMESPACE) == NAMESPACE and (sid := self._sid_of.get(eio_sid)):
+            self._forget(sid)
+        await super()._handle_disconnect(eio_sid, namespace, reason)
+
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        """Stock ``disconnect``; ``sid`` leaves the table of connected sockets first."""
+        if (namespace or NAMESPACE) == NAMESPACE:
+            self._forget(sid)
+        await super().disconnect(sid, namespace, ignore_queue)
+
+    def _forget(self, sid: str) -> None:
+        socket = self._open.pop(sid, None)
+        if socket is not None and self._sid_of.get(socket.sid) == sid:
+            del self._sid_of[socket.sid]
+
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        pending = self.message_now(eio_sid, data)
+        if pending is not None:
+            await pending
+
+    def message_now(self, eio_sid: str, data: Any) -> Awaitable[Any] | None:
+        """Handle one Engine.IO MESSAGE; what to await before the socket's next one, if any.
+
+        Text EVENT packets on ``/`` (``2[id][...]``, every request of the contract) run
+        right here, with no coroutine per message; the rest (CONNECT, DISCONNECT, ...)
+        return python-socketio's own handling to await. A packet that does not decode
+        closes its socket (:meth:`LeanEngineServer.malformed`), never raises.
+        """
         try:
-            await self._decode_and_run(eio_sid, data)
+            if type(data) is not str or data[:1] in ("5", "6"):
+                raise MalformedPacket("binary attachments are not part of the signaling contract")
+            if data[:1] == "2":
+                at = 1
+                while data[at : at + 1].isdigit():
+                    at += 1
+                if data[at : at + 1] == "[":
+                    args = self._loads(data[at:])  # a decode error closes the socket
+                    ack_id = int(data[1:at]) if at > 1 else None
+                    pending = self._event_now(eio_sid, NAMESPACE, ack_id, args)
+                    return None if pending is None else pending.wait()
         except Exception as exc:
             self.eio.malformed(eio_sid, exc)
+            return None
+        return self._stock_message(eio_sid, data)
 
-    async def _decode_and_run(self, eio_sid: str, data: Any) -> None:
-        """Fast path for text EVENT packets on ``/``: ``2[id][...]``; the rest as stock."""
-        if type(data) is not str or data[:1] in ("5", "6"):
-            raise MalformedPacket("binary attachments are not part of the signaling contract")
-        if data[:1] == "2":
-            at = 1
-            while data[at : at + 1].isdigit():
-                at += 1
-            if data[at : at + 1] == "[":
-                args = self._loads(data[at:])  # a decode error closes the socket
-                ack_id = int(data[1:at]) if at > 1 else None
-                pending = self._event_now(eio_sid, NAMESPACE, ack_id, args)
-                if pending is not None:
-                    await pending.wait()
-                return
-        await super()._handle_eio_message(eio_sid, data)
+    async def _stock_message(self, eio_sid: str, data: Any) -> None:
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except Exception as exc:
+            self.eio.malformed(eio_sid, exc)
 
     async def _handle_event(
         self, eio_sid: str, namespace: str | None, id: int | None, data: Any
@@ -226,10 +307,10 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         it is known (``Deferred.then``), in order with the relays of its op.
         """
         namespace = namespace or NAMESPACE
-        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
-        if sid is None or not self.manager.is_connected(sid, namespace):
-            return None
         if namespace != NAMESPACE:
+            return None
+        sid = self._sid_of.get(eio_sid) or self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
             return None
         if isinstance(data, list) and data and isinstance(data[0], str):
             event, args = data[0], data[1:]

@@ -891,7 +891,13 @@ def content_security_policy(host: str) -> str:
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """On every response: no MIME sniffing, no framing, no token in the Referer."""
+    """On every response: no MIME sniffing, no framing, no token in the Referer.
+
+    Not on a WebSocket upgrade's 101: it carries no document to sniff, frame or refer
+    from, and it is the one response every client gets.
+    """
+    if response.status == 101:
+        return
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
@@ -942,7 +948,14 @@ def create_app(config: Config | None = None) -> web.Application:
     server_log = ClientFaultLog(logging.getLogger("aiohttp.server"), hub.warnings, hub.clock)
     app = web.Application(
         middlewares=middlewares,
-        handler_args={"keepalive_timeout": config.request_timeout, "logger": server_log},
+        handler_args={
+            "keepalive_timeout": config.request_timeout,
+            "logger": server_log,
+            # Engine.IO's pings find a dead client within ping interval + timeout, and
+            # keepalive_timeout closes idle HTTP, long before the kernel's first probe
+            # (two hours by default); on, it costs a system call per connection
+            "tcp_keepalive": False,
+        },
     )
     app[CONFIG_KEY] = config
     app[HUB_KEY] = hub

@@ -27,7 +27,7 @@ from signaling.protocol import MAX_LOBBY_ROOMS
 from signaling.server import HUB_KEY
 from tests.conftest import RunningHub, start_hub
 
-from .client import error_code, offer, party
+from .client import cand, error_code, offer, party
 from .client import until as _until
 
 WAIT = 10.0
@@ -250,8 +250,22 @@ async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter
 def _frame(text: str) -> bytes:
     """One masked client text frame (RFC 6455 section 5.2), zero mask for simplicity."""
     data = text.encode()
-    assert len(data) < 126
-    return bytes([0x81, 0x80 | len(data)]) + b"\0\0\0\0" + data
+    if len(data) < 126:
+        return bytes([0x81, 0x80 | len(data)]) + b"\0\0\0\0" + data
+    assert len(data) < 65536
+    return struct.pack("!BBH", 0x81, 0x80 | 126, len(data)) + b"\0\0\0\0" + data
+
+
+async def _server_frame(reader: asyncio.StreamReader) -> str:
+    """Read one unmasked server text frame (RFC 6455 section 5.2); its text."""
+    first, second = await reader.readexactly(2)
+    assert first == 0x81, f"expected a final text frame, got first byte {first:#x}"
+    size = second & 0x7F
+    if size == 126:
+        (size,) = struct.unpack("!H", await reader.readexactly(2))
+    elif size == 127:
+        (size,) = struct.unpack("!Q", await reader.readexactly(8))
+    return (await reader.readexactly(size)).decode()
 
 
 async def _lobby_of(hub: RunningHub, rooms: int) -> None:
@@ -303,6 +317,75 @@ async def test_a_client_that_never_reads_leaves_one_batch_in_the_hub_s_buffer(
     # with every read turn's worth of acks.
     assert buffered <= 6 * BATCH_BYTES, buffered
     writer.close()
+
+
+async def test_a_reader_that_falls_behind_gets_every_relay_once_in_order(
+    hub_with: Callable[..., Any],
+) -> None:
+    """Sends that leave at the end of the turn and sends that queue behind a full buffer
+    keep one order: the caller stops reading while ~5 MB of candidates is relayed to it,
+    more than the kernel's largest send buffer here (4 MiB, tcp_wmem) holds."""
+    running = await hub_with(max_queued_bytes=8 << 20, ping_interval=600, ping_timeout=600)
+    reader, writer = await _raw_ws(int(running.url.rsplit(":", 1)[1]))
+    opening = await asyncio.wait_for(_server_frame(reader), WAIT)
+    eio_socket = running.hub.sio.eio.sockets[json.loads(opening[1:])["sid"]]
+    writer.write(_frame("40"))
+    await _until(lambda: running.hub.rooms.socket_count == 1)
+    writer.write(_frame("420" + json.dumps(["offer", offer("slow")])))
+    answerer = await party(running.url)
+    await answerer.call("join", {"room": "slow"})
+    count, pad = 10_000, "x" * 900
+
+    async def send(numbers: range) -> None:
+        for i in numbers:
+            body = dict(cand(i), candidate=f"{cand(i)['candidate']} {pad}")
+            await answerer.sio.emit("candidate", {"room": "slow", "candidate": body})
+        await answerer.call("rooms", {})  # every candidate before it has been relayed
+
+    await send(range(count // 2))
+    # the hub is holding some: the caller's small receive buffer is full
+    assert (
+        getattr(eio_socket, LEAN_TRANSPORT).get_write_buffer_size() or not eio_socket.queue.empty()
+    )
+    # the rest is relayed while the caller reads and the hub's backlog drains
+    sending = asyncio.create_task(send(range(count // 2, count)))
+    seen: list[int] = []
+    async with asyncio.timeout(WAIT):
+        while len(seen) < count:
+            text = await _server_frame(reader)
+            if text.startswith('42["candidate"'):
+                seen.append(int(json.loads(text[2:])[1]["candidate"]["candidate"].split()[0][10:]))
+    await sending
+    assert seen == list(range(count))
+    writer.close()
+    await answerer.close()
+
+
+async def test_the_101_and_the_open_packet_leave_in_one_write(hub: RunningHub) -> None:
+    """One segment, so one read: the upgrade's headers and the Engine.IO OPEN after them."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(hub.url.rsplit(":", 1)[1]))
+    writer.write(UPGRADE)
+    got = await asyncio.wait_for(reader.read(65536), WAIT)
+    head, _, rest = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert b"X-Frame-Options" not in head  # no document in a 101 (docs/security.md)
+    assert rest[:1] == b"\x81" and rest[2:9] == b'0{"sid"', rest[:40]
+    writer.close()
+
+
+async def test_a_websocket_from_an_origin_not_allowed_is_refused(
+    hub_with: Callable[..., Any],
+) -> None:
+    running = await hub_with(cors_origins=("http://app.test",))
+    url = running.url + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(url, headers={"Origin": "http://evil.test"})
+        assert refused.value.status == 400
+        ws = await session.ws_connect(url, headers={"Origin": "http://app.test"})
+        assert (await asyncio.wait_for(ws.receive_str(), WAIT)).startswith("0{")
+        await ws.close()
+    assert len(running.hub.sio.eio.sockets) <= 1  # the refused one left nothing behind
 
 
 async def test_ping_timeout_aborts_a_socket_with_a_backlog(hub_with: Callable[..., Any]) -> None:
