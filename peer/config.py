@@ -215,6 +215,8 @@ def parse_server(text: str, label: str = "--server") -> str:
         found = f"a fragment ({parts.fragment!r})"
     elif not parts.hostname:
         found = "no host"
+    elif parts.netloc.endswith(":"):
+        found = "an empty port"  # urlsplit reads "host:" as no port at all
     else:
         try:
             parts.port  # noqa: B018  urlsplit checks the port only when it is read

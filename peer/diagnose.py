@@ -39,6 +39,12 @@ async def why_connect_failed(url: str, limit_s: float) -> str | None:
         return None
     if status == 503 and body.startswith("limit:"):
         return f"the hub at {url} refused the connection: {body.splitlines()[0]}"
+    if status == 421 and "--allowed-host" in body:
+        # the hub's Host guard: it answers to other names only (docs/security.md)
+        return (
+            f"the hub at {url} does not answer to that host name: {body.splitlines()[0]}; "
+            "use a name it was started with --allowed-host for"
+        )
     if status == 200 and kind == "application/json":
         return (
             f"the hub at {url} answers HTTP but its WebSocket connect failed "

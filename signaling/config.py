@@ -482,7 +482,18 @@ def check_allowed_host(host: str, label: str) -> str:
             "give several by repeating --allowed-host, or space-separated in "
             "SIGNALING_ALLOWED_HOSTS"
         )
-    return host.lower()
+    host = host.lower()
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if ":" in bare:
+        try:
+            ipaddress.IPv6Address(bare)
+        except ValueError:
+            name = host.rsplit(":", 1)[0].strip("[]")
+            raise ConfigError(
+                f"{label}: {host[:80]!r} carries a port; expected the host alone "
+                f"(a request's port is not compared), e.g. {name[:80]!r}"
+            ) from None
+    return bare
 
 
 def _turn_from(src: Sources) -> TurnCredentials | None:

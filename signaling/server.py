@@ -266,13 +266,19 @@ class Hub:
                     f"{self.config.token_failure_window:g} s, --max-token-failures)",
                 )
             token = auth.get("token")
+            if token is None:
+                # no guess was made: it does not count toward the wrong-token throttle
+                log.info("sid=%s connect refused: no token", sid)
+                raise socketio.exceptions.ConnectionRefusedError(
+                    "unauthorized", "missing access token: this hub needs auth.token"
+                )
             if not isinstance(token, str) or not hmac.compare_digest(
                 token.encode(), self.config.token.encode()
             ):
                 self.token_throttle.failed(address, now)
-                log.info("sid=%s connect refused: wrong or missing token", sid)
+                log.info("sid=%s connect refused: wrong token", sid)
                 raise socketio.exceptions.ConnectionRefusedError(
-                    "unauthorized", "wrong or missing access token: this hub needs auth.token"
+                    "unauthorized", "wrong access token: this hub needs auth.token"
                 )
         name = parse_name(auth)
         if "name" in auth and name is None:

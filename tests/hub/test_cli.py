@@ -179,6 +179,17 @@ def test_allowed_hosts_from_the_variable() -> None:
             "SIGNALING_ALLOWED_HOSTS (--allowed-host): 'a.example,b.example' is not one host",
         ),
         (
+            ["--allowed-host", "a.example:8413"],
+            {},
+            "--allowed-host: 'a.example:8413' carries a port; expected the host alone "
+            "(a request's port is not compared), e.g. 'a.example'",
+        ),
+        (
+            ["--allowed-host", "[::1]:8413"],
+            {},
+            "--allowed-host: '[::1]:8413' carries a port; expected the host alone",
+        ),
+        (
             ["--cors-origin", "http://a.example,http://b.example"],
             {},
             "--cors-origin: expected scheme://host[:port] with no path",
@@ -189,6 +200,12 @@ def test_allowed_host_must_be_one_host(argv: list[str], env: dict[str, str], mes
     with pytest.raises(ConfigError) as caught:
         config_from_args(argv, environ=env)
     assert str(caught.value).startswith(message)
+
+
+def test_allowed_host_takes_an_ipv6_address_with_or_without_brackets() -> None:
+    argv = ["--allowed-host", "[::1]", "--allowed-host", "FE80::1"]
+    # bare, as the Host guard compares them (a request's URL host without its brackets)
+    assert config_from_args(argv, environ={}).allowed_hosts == ("::1", "fe80::1")
 
 
 def test_allowed_hosts_repeat_the_flag() -> None:

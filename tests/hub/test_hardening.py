@@ -133,6 +133,27 @@ async def test_wrong_tokens_are_throttled_per_address(hub_with: Callable[..., An
     assert "--max-token-failures" in codes[3]["data"]
 
 
+async def test_connects_without_a_token_are_refused_but_never_throttled(
+    hub_with: Callable[..., Any],
+) -> None:
+    """No token is no guess: a page opened without ?token= must not lock its address out."""
+    running = await hub_with(token=TOKEN, max_token_failures=1, token_failure_window=3600)
+    replies = []
+    async with aiohttp.ClientSession() as session:
+        for auth in ("", "{}", '{"name":"alice"}', "", '{"token":"' + TOKEN + '"}'):
+            ws = await _open(session, running.url)
+            await ws.send_str("40" + auth)
+            if "token" in auth:
+                reply = await asyncio.wait_for(ws.receive_str(), WAIT)
+                assert reply.startswith('40{"sid"'), reply  # the right token still gets in
+                await ws.close()
+                break
+            (refusal,) = await _closed(ws)
+            replies.append(json.loads(refusal[1:]))
+    assert [r["message"] for r in replies] == ["unauthorized"] * 4
+    assert all(r["data"] == "missing access token: this hub needs auth.token" for r in replies)
+
+
 # -- 7: malformed packets ---------------------------------------------------------------
 
 MALFORMED: list[str | bytes] = [

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from peer.signaling import SignalingClient
+from peer.xserver import x_server_fault
 from signaling import Config
 from tests.conftest import RunningHub, spawn_hub, start_hub
 
@@ -201,6 +203,40 @@ async def test_exit_2_show_without_display(wayland: str) -> None:
     )
 
 
+async def test_exit_2_show_with_a_display_no_x_server_answers(tmp_path: Path) -> None:
+    """A DISPLAY left over from a stopped Xvfb: OpenCV's Qt would abort after the offer."""
+    display = next(f":{n}" for n in range(170, 200) if x_server_fault(f":{n}") is not None)
+    done = await run_cli(
+        "--server", "http://127.0.0.1:9", "--room", "r", "--role", "caller", "--show",
+        env={"DISPLAY": display},
+    )  # fmt: skip
+    assert done.code == 2, done.stderr
+    assert re.fullmatch(
+        rf"p2pcall-peer: --show: no X server answers on DISPLAY='{display}' "
+        rf"\(/tmp/\.X11-unix/X{display[1:]}: [a-z ]+\); start one \(for example: "
+        rf"Xvfb {display} &\) or run without --show",
+        done.last_error_line,
+    ), done.last_error_line
+
+
+def test_x_server_fault_tells_a_listening_display_from_a_silent_one() -> None:
+    free = next(n for n in range(170, 200) if x_server_fault(f":{n}") is not None)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(f"\0/tmp/.X11-unix/X{free}")  # abstract: nothing left on disk
+        server.listen()
+        assert x_server_fault(f":{free}") is None
+        assert x_server_fault(f"unix:{free}.0") is None
+    assert x_server_fault(f":{free}") is not None
+    assert x_server_fault("nonsense") == (
+        "DISPLAY='nonsense' is not [host]:number[.screen] such as :0"
+    )
+    with socket.socket() as closed:  # a TCP port nobody listens on: display N is 6000 + N
+        closed.bind(("127.0.0.1", 0))
+        number = closed.getsockname()[1] - 6000
+    if number >= 0:
+        assert "127.0.0.1 port" in (x_server_fault(f"127.0.0.1:{number}") or "")
+
+
 async def test_exit_2_bad_name_before_connecting() -> None:
     """Port 9 has no hub: exit 2, not 3, shows the name was refused before connecting."""
     done = await run_cli(
@@ -297,6 +333,20 @@ async def test_exit_3_https_to_a_plain_hub_names_tls(hub: RunningHub) -> None:
     assert done.code == 3, done.stderr
     assert done.last_error_line.startswith(f"p2pcall-peer: the TLS handshake with {url} failed")
     assert done.last_error_line.endswith("reached with http://, not https://")
+
+
+async def test_exit_3_a_hub_that_does_not_answer_to_the_host_name() -> None:
+    running, runner = await start_hub(Config(port=0, allowed_hosts=("hub.example",)))
+    try:
+        done = await run_cli("--server", running.url, "--room", "r", "--role", "caller")
+    finally:
+        await runner.cleanup()
+    assert done.code == 3, done.stderr
+    assert done.last_error_line == (
+        f"p2pcall-peer: the hub at {running.url} does not answer to that host name: "
+        "this hub does not answer to host '127.0.0.1' (see --allowed-host); "
+        "use a name it was started with --allowed-host for"
+    )
 
 
 async def test_exit_3_a_web_server_that_is_not_a_hub() -> None:

@@ -118,6 +118,8 @@ def test_server_is_scheme_host_port(url: str, kept: str) -> None:
         ("http://127.0.0.1:8080/?x", "a query string ('x')"),
         ("http://127.0.0.1:8080#top", "a fragment ('top')"),
         ("http://127.0.0.1:99999", "a bad port"),
+        ("http://127.0.0.1:", "an empty port"),
+        ("http://[::1]:", "an empty port"),
         ("http://:8080", "no host"),
     ],
 )
