@@ -268,6 +268,12 @@ class LeanEngineServer(engineio.AsyncServer):
         websocket = self._async["websocket"](socket._websocket_handler, self)
         try:
             response: web.StreamResponse = await websocket(environ)
+        except web.HTTPException:
+            # a handshake aiohttp refuses (no Sec-WebSocket-Key, say): the session it
+            # was for goes now, not at the ping timeout
+            await socket.close(wait=False, abort=True, reason=self.reason.TRANSPORT_ERROR)
+            cancel_ping(socket)
+            raise
         finally:
             if socket.closed:
                 self.sockets.pop(sid, None)

@@ -394,6 +394,15 @@ async def test_the_101_and_the_open_packet_leave_in_one_write(hub: RunningHub) -
     writer.close()
 
 
+async def test_an_upgrade_aiohttp_refuses_leaves_no_session(hub: RunningHub) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(hub.url.rsplit(":", 1)[1]))
+    writer.write(UPGRADE.replace(b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b""))
+    status = await asyncio.wait_for(reader.readline(), WAIT)
+    assert status.startswith(b"HTTP/1.1 400"), status
+    assert not hub.hub.sio.eio.sockets  # its Engine.IO session went with the refusal
+    writer.close()
+
+
 async def test_a_websocket_from_an_origin_not_allowed_is_refused(
     hub_with: Callable[..., Any],
 ) -> None:
