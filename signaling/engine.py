@@ -65,6 +65,25 @@ class _Body:
         return body
 
 
+class WakingQueue(asyncio.Queue[Any]):
+    """An ``asyncio.Queue`` that can call ``on_put()`` once, at its next put.
+
+    A WebSocket socket's writer task starts only when something is queued for it
+    (``fastws``): most sends skip the queue, and a short-lived socket would otherwise
+    pay for a task that only ever closes the connection. Unarmed, a plain queue.
+    """
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.on_put: Callable[[], None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)  # ``put`` ends here too
+        if (wake := self.on_put) is not None:
+            self.on_put = None
+            wake()
+
+
 class LeanEngineServer(engineio.AsyncServer):
     """``engineio.AsyncServer`` with timer pings, abort on ping timeout, whole POST bodies.
 
@@ -282,6 +301,10 @@ class LeanEngineServer(engineio.AsyncServer):
     async def _stock_request(self, request: web.Request) -> web.StreamResponse:
         response: web.StreamResponse = await super().handle_request(request)
         return response
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> WakingQueue:
+        """Each socket's send queue (python-engineio's public hook): a :class:`WakingQueue`."""
+        return WakingQueue(*args, **kwargs)
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         socket = getattr(target, "__self__", None)

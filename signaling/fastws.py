@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from engineio import packet
 
-from .engine import LEAN_OUTBOX, LEAN_TRANSPORT, SEND_STARTED, cancel_ping
+from .engine import LEAN_OUTBOX, LEAN_TRANSPORT, SEND_STARTED, WakingQueue, cancel_ping
 from .transport import MalformedPacket, client_packet_fault
 
 log = logging.getLogger(__name__)
@@ -132,9 +132,21 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
     socket.connected = True
     socket.upgraded = True
     transport = getattr(socket, LEAN_TRANSPORT, None)
+    queue = socket.queue
     if transport is not None:
-        setattr(socket, LEAN_OUTBOX, Outbox(socket.queue, ws, transport))
-    writer = asyncio.ensure_future(_write(socket, ws))
+        setattr(socket, LEAN_OUTBOX, Outbox(queue, ws, transport))
+    writer: asyncio.Future[None] | None = None
+
+    def start_writer() -> None:
+        nonlocal writer
+        writer = asyncio.ensure_future(_write(socket, ws))
+
+    # The writer starts with the first queued packet: the Outbox carries most sends,
+    # and many sockets close before anything (a ping, a slow reader's backlog) queues.
+    if isinstance(queue, WakingQueue) and queue.empty():
+        queue.on_put = start_writer
+    else:
+        start_writer()
     message_now = server.message_now
     on_message = server.handlers.get("message")
     sid = socket.sid
@@ -173,8 +185,13 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
             if socket.closed:
                 break  # the client's Engine.IO CLOSE: nothing would end this connection
     finally:
-        await socket.queue.put(None)  # unlock the writer so it can exit
-        await writer
+        if isinstance(queue, WakingQueue):
+            queue.on_put = None
+        if writer is None:
+            await ws.close()  # what the writer would have done last
+        else:
+            await queue.put(None)  # unlock the writer so it can exit
+            await writer
         await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
         cancel_ping(socket)
 

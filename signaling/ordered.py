@@ -19,6 +19,7 @@ client that never reads cannot grow the hub's memory.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -86,6 +87,7 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         # the connected sockets on "/", both ways: every request and send looks one up
         self._open: dict[str, Any] = {}  # Socket.IO sid -> its Engine.IO socket
         self._sid_of: dict[str, str] = {}  # Engine.IO sid -> Socket.IO sid
+        self._coroutine_handlers: dict[Any, bool] = {}  # handler -> is a coroutine function
         self._dumps = self.packet_class.json.dumps
         self._loads = self.packet_class.json.loads
         if self.eio.async_mode == "aiohttp":
@@ -230,6 +232,24 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
             await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
         else:
             setattr(socket, REFUSED, True)
+
+    async def _trigger_event(self, event: str, namespace: str, *args: Any) -> Any:
+        """Stock, but the hub's own synchronous connect/disconnect handler is called directly.
+
+        Stock looks the handler up through the namespace and catch-all tables and checks
+        it with ``inspect`` on every call; these two run twice per connection.
+        """
+        if namespace == NAMESPACE and event in ("connect", "disconnect"):
+            handler = self.handlers.get(NAMESPACE, {}).get(event)
+            if handler is not None and not self._is_coroutine(handler):
+                return handler(*args)
+        return await super()._trigger_event(event, namespace, *args)
+
+    def _is_coroutine(self, handler: Any) -> bool:
+        known = self._coroutine_handlers.get(handler)
+        if known is None:
+            known = self._coroutine_handlers[handler] = inspect.iscoroutinefunction(handler)
+        return known
 
     async def _handle_disconnect(
         self, eio_sid: str, namespace: str | None, reason: Any = None
