@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -82,11 +81,6 @@ def _run(argv: Sequence[str] | None) -> int:
     code = ExitCode.OK
     try:
         if cfg.show:
-            from .xserver import x_server_fault
-
-            if (fault := x_server_fault(os.environ.get("DISPLAY", ""))) is not None:
-                print(f"p2pcall-peer: --show: {fault}", file=sys.stderr)
-                return ExitCode.USAGE
             from . import display  # noqa: F401  OpenCV before PyAV, see peer.display
         from .session import run_peer
 

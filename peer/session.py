@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,11 +21,13 @@ from signaling.protocol import answer_link
 from . import aiortc_seam
 from .call import Call, CallOptions
 from .config import PeerConfig
+from .errors import UsageError
 from .media import Sources, open_sources
 from .signaling import SignalingClient
 from .sinks import LatestFrame
 from .status import StatusLine
 from .terminal import printable
+from .xserver import x_server_fault
 
 if TYPE_CHECKING:
     from .display import Display
@@ -70,6 +73,9 @@ async def _status_loop(call: Call, status: StatusLine, display: Display | None) 
 async def run_peer(cfg: PeerConfig, result: dict[str, Any]) -> str:
     """Run one call as configured; fill ``result`` with its stats even on failure."""
     start = time.monotonic()
+    if cfg.show and (fault := x_server_fault(os.environ.get("DISPLAY", ""))) is not None:
+        # OpenCV's Qt would abort the process once the window opens, after the offer
+        raise UsageError(f"--show: {fault}")
     aiortc_seam.check()  # says once, at start-up, when the installed aiortc is not 1.16
     client = SignalingClient(
         cfg.server, name=cfg.name, token=cfg.token, timeout=min(HUB_TIMEOUT, cfg.timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import socket
@@ -13,6 +14,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from peer.config import config_from_args
+from peer.errors import UsageError
+from peer.session import run_peer
 from peer.signaling import SignalingClient
 from peer.xserver import x_server_fault
 from signaling import Config
@@ -217,6 +221,16 @@ async def test_exit_2_show_with_a_display_no_x_server_answers(tmp_path: Path) ->
         rf"Xvfb {display} &\) or run without --show",
         done.last_error_line,
     ), done.last_error_line
+
+
+async def test_run_peer_with_show_checks_the_x_server_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the API (no CLI), the same refusal, before anything connects."""
+    display = next(f":{n}" for n in range(170, 200) if x_server_fault(f":{n}") is not None)
+    monkeypatch.setenv("DISPLAY", display)
+    argv = ["--server", "http://127.0.0.1:9", "--room", "r", "--role", "caller"]
+    cfg = dataclasses.replace(config_from_args(argv, environ={}), show=True)
+    with pytest.raises(UsageError, match=rf"^--show: no X server answers on DISPLAY='{display}'"):
+        await run_peer(cfg, {})
 
 
 def test_x_server_fault_tells_a_listening_display_from_a_silent_one() -> None:
