@@ -1,8 +1,9 @@
 """Which python-socketio/python-engineio versions the lean transport was written for.
 
 The lean transport (ordered.py, engine.py, fastws.py, manager.py) overrides
-private methods of both libraries, so an upgrade can silently break it; this
-module lets start-up notice that before the first client does.
+private methods of python-socketio and python-engineio, and uses one flag of
+aiohttp's, so an upgrade can silently break it; this module lets start-up notice
+that before the first client does.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from typing import Any
 from engineio import payload as eio_payload
 
 # major.minor of each distribution the private overrides were checked against.
-LEAN_WRITTEN_FOR: dict[str, str] = {"python-socketio": "5.18", "python-engineio": "4.15"}
+# aiohttp: fastws holds an upgrade's headers for its first write (``_send_headers_immediately``).
+LEAN_WRITTEN_FOR: dict[str, str] = {
+    "python-socketio": "5.18",
+    "python-engineio": "4.15",
+    "aiohttp": "3.14",
+}
 
 
 # python-engineio refuses a long-polling POST of more than 16 packets, yet its own

@@ -22,16 +22,30 @@ def _installed(monkeypatch: pytest.MonkeyPatch, versions: dict[str, str]) -> Non
 
 
 def test_match_ignores_patch(monkeypatch: pytest.MonkeyPatch) -> None:
-    _installed(monkeypatch, {"python-socketio": "5.18.9", "python-engineio": "4.15.0"})
+    _installed(
+        monkeypatch,
+        {"python-socketio": "5.18.9", "python-engineio": "4.15.0", "aiohttp": "3.14.2"},
+    )
     assert transport.lean_mismatch() is None
 
 
 def test_mismatch_names_installed_and_expected(monkeypatch: pytest.MonkeyPatch) -> None:
-    _installed(monkeypatch, {"python-socketio": "5.18.1", "python-engineio": "4.16.0"})
+    _installed(
+        monkeypatch,
+        {"python-socketio": "5.18.1", "python-engineio": "4.16.0", "aiohttp": "3.14.0"},
+    )
     msg = transport.lean_mismatch()
     assert msg is not None
     assert "python-engineio 4.15" in msg and "4.16.0" in msg
-    assert "python-socketio" not in msg
+    assert "python-socketio" not in msg and "aiohttp" not in msg
+
+
+def test_an_aiohttp_of_another_minor_is_a_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    _installed(
+        monkeypatch,
+        {"python-socketio": "5.18.1", "python-engineio": "4.15.0", "aiohttp": "3.15.0"},
+    )
+    assert transport.lean_mismatch() == "lean transport written for aiohttp 3.14, installed 3.15.0"
 
 
 def test_missing_distribution_is_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
