@@ -486,13 +486,20 @@ def check_allowed_host(host: str, label: str) -> str:
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if ":" in bare:
         try:
-            ipaddress.IPv6Address(bare)
+            # the short form: a request's [0:0:0:0:0:0:0:1] arrives as ::1
+            return ipaddress.IPv6Address(bare).compressed
         except ValueError:
             name = host.rsplit(":", 1)[0].strip("[]")
+            example = f", e.g. {name[:80]!r}" if name else ""
             raise ConfigError(
                 f"{label}: {host[:80]!r} carries a port; expected the host alone "
-                f"(a request's port is not compared), e.g. {name[:80]!r}"
+                f"(a request's port is not compared){example}"
             ) from None
+    if not bare or "[" in bare or "]" in bare:
+        raise ConfigError(
+            f"{label}: {host[:80]!r} is not a host; expected a name, an IPv4 address "
+            "or an [IPv6] address"
+        )
     return bare
 
 

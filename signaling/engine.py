@@ -162,6 +162,10 @@ class LeanEngineServer(engineio.AsyncServer):
             )
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+        # An abort queues nothing: a long-poll GET waiting on this socket would hold its
+        # connection (and a shutdown) until ping interval + timeout. The stop mark ends it
+        # now, as it ends the stock WebSocket writer.
+        socket.queue.put_nowait(None)
 
     def shed_stuck_senders(self, now: float, timeout: float) -> int:
         """Close sockets whose WebSocket write has waited over ``timeout`` seconds.

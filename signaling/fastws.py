@@ -71,6 +71,7 @@ class LeanWebSocket:
                 # not at the ping timeout
                 reason = self.server.reason.TRANSPORT_CLOSE
                 await socket.close(wait=False, abort=True, reason=reason)
+                cancel_ping(socket)
                 # python-engineio forgets a closed socket after its handler returns,
                 # which this one does not
                 self.server.sockets.pop(socket.sid, None)
@@ -188,6 +189,11 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
         if isinstance(queue, WakingQueue):
             queue.on_put = None
         if writer is None:
+            # What this turn's requests sent (a client that sends its last requests and its
+            # Engine.IO CLOSE together) goes before the close, as the writer's would.
+            outbox = getattr(socket, LEAN_OUTBOX, None)
+            if outbox is not None:
+                outbox.flush()
             await ws.close()  # what the writer would have done last
         else:
             await queue.put(None)  # unlock the writer so it can exit
@@ -229,7 +235,7 @@ class Outbox:
             return False
         frame = server_frame("4" + text)
         if not self._frames:
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
         self._frames.append(frame)
         self._size += len(frame)
         return True
@@ -238,7 +244,10 @@ class Outbox:
     def pending(self) -> bool:
         return bool(self._frames)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write what this turn holds now (also run at the end of the turn)."""
+        if not self._frames:
+            return  # flushed early: the scheduled call finds nothing
         frames, self._frames, self._size = self._frames, [], 0
         if self._ws.closed or self._transport.is_closing():
             return  # aiohttp has sent its CLOSE frame, or the connection is gone

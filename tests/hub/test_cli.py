@@ -189,6 +189,8 @@ def test_allowed_hosts_from_the_variable() -> None:
             {},
             "--allowed-host: '[::1]:8413' carries a port; expected the host alone",
         ),
+        (["--allowed-host", "[]"], {}, "--allowed-host: '[]' is not a host; expected a name"),
+        (["--allowed-host", "a]"], {}, "--allowed-host: 'a]' is not a host"),
         (
             ["--cors-origin", "http://a.example,http://b.example"],
             {},
@@ -203,9 +205,9 @@ def test_allowed_host_must_be_one_host(argv: list[str], env: dict[str, str], mes
 
 
 def test_allowed_host_takes_an_ipv6_address_with_or_without_brackets() -> None:
-    argv = ["--allowed-host", "[::1]", "--allowed-host", "FE80::1"]
-    # bare, as the Host guard compares them (a request's URL host without its brackets)
-    assert config_from_args(argv, environ={}).allowed_hosts == ("::1", "fe80::1")
+    argv = ["--allowed-host", "[::1]", "--allowed-host", "FE80::1", "--allowed-host", "0:0::0:2"]
+    # bare and short, as the Host guard compares them (a request's URL host)
+    assert config_from_args(argv, environ={}).allowed_hosts == ("::1", "fe80::1", "::2")
 
 
 def test_allowed_hosts_repeat_the_flag() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import socketio
 from aiohttp import web
 
 from signaling import Config
@@ -279,14 +280,20 @@ def _frame(text: str) -> bytes:
 
 async def _server_frame(reader: asyncio.StreamReader) -> str:
     """Read one unmasked server text frame (RFC 6455 section 5.2); its text."""
+    opcode, payload = await _any_server_frame(reader)
+    assert opcode == 0x81, f"expected a final text frame, got first byte {opcode:#x}"
+    return payload.decode()
+
+
+async def _any_server_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One unmasked server frame: its first byte (FIN + opcode) and payload."""
     first, second = await reader.readexactly(2)
-    assert first == 0x81, f"expected a final text frame, got first byte {first:#x}"
     size = second & 0x7F
     if size == 126:
         (size,) = struct.unpack("!H", await reader.readexactly(2))
     elif size == 127:
         (size,) = struct.unpack("!Q", await reader.readexactly(8))
-    return (await reader.readexactly(size)).decode()
+    return first, await reader.readexactly(size)
 
 
 async def _lobby_of(hub: RunningHub, rooms: int) -> None:
@@ -382,6 +389,26 @@ async def test_a_reader_that_falls_behind_gets_every_relay_once_in_order(
     await answerer.close()
 
 
+async def test_replies_to_requests_sent_with_the_engineio_close_still_arrive(
+    hub: RunningHub,
+) -> None:
+    """A client that sends its last requests and its Engine.IO CLOSE together gets the
+    replies before the WebSocket closes, as it did when every send went through the queue."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(hub.url.rsplit(":", 1)[1]))
+    requests = ["40", "421" + json.dumps(["offer", offer("last")]), '422["rooms",{}]', "1"]
+    writer.write(UPGRADE + b"".join(_frame(r) for r in requests))  # one segment
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    seen: list[str] = []
+    async with asyncio.timeout(WAIT):
+        while (frame := await _any_server_frame(reader))[0] == 0x81:
+            seen.append(frame[1].decode())
+    assert frame[0] == 0x88  # the close frame, after every reply
+    kinds = [text[:3] for text in seen]
+    assert kinds[:1] == ['0{"'] and "40{" in kinds and "431" in kinds and "432" in kinds, seen
+    assert any(text.startswith('42["welcome"') for text in seen), seen
+    writer.close()
+
+
 async def test_the_101_and_the_open_packet_leave_in_one_write(hub: RunningHub) -> None:
     """One segment, so one read: the upgrade's headers and the Engine.IO OPEN after them."""
     reader, writer = await asyncio.open_connection("127.0.0.1", int(hub.url.rsplit(":", 1)[1]))
@@ -416,6 +443,21 @@ async def test_a_websocket_from_an_origin_not_allowed_is_refused(
         assert (await asyncio.wait_for(ws.receive_str(), WAIT)).startswith("0{")
         await ws.close()
     assert len(running.hub.sio.eio.sockets) <= 1  # the refused one left nothing behind
+
+
+async def test_a_shed_long_polling_socket_ends_its_waiting_poll_at_once(
+    hub_with: Callable[..., Any],
+) -> None:
+    """At shutdown (or any limit) a long-poll GET must not hold its connection until the
+    ping timeout: aiohttp would wait its whole shutdown timeout for it."""
+    running = await hub_with(ping_interval=600, ping_timeout=600)
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(running.url, transports=["polling"], wait_timeout=WAIT)
+    eio = running.hub.sio.eio
+    await _until(lambda: bool(eio._polling))  # its next long-poll is waiting
+    running.hub.sio.abort_all()
+    await _until(lambda: not eio._polling)
+    await client.disconnect()
 
 
 async def test_ping_timeout_aborts_a_socket_with_a_backlog(hub_with: Callable[..., Any]) -> None:
