@@ -27,10 +27,9 @@ def x_server_fault(display: str, timeout_s: float = 1.0) -> str | None:
         return f"DISPLAY={display!r} is not [host]:number[.screen] such as :0"
     if host.startswith("/"):
         return None
-    fix = f"start one (for example: Xvfb :{number} &) or run without --show"
     if host in ("", "unix"):
-        path = f"{X_SOCKET_DIR}/X{number}"
-        for address in ("\0" + path, path):  # abstract first, then the file
+        where = f"{X_SOCKET_DIR}/X{number}"
+        for address in ("\0" + where, where):  # abstract first, then the file
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(timeout_s)
                 try:
@@ -39,11 +38,13 @@ def x_server_fault(display: str, timeout_s: float = 1.0) -> str | None:
                     reason = exc.strerror or type(exc).__name__
                 else:
                     return None
-        return f"no X server answers on DISPLAY={display!r} ({path}: {reason.lower()}); {fix}"
-    try:
-        socket.create_connection((host, X_TCP_BASE + int(number)), timeout=timeout_s).close()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+    else:
         where = f"{host} port {X_TCP_BASE + int(number)}"
-        return f"no X server answers on DISPLAY={display!r} ({where}: {reason.lower()}); {fix}"
-    return None
+        try:
+            socket.create_connection((host, X_TCP_BASE + int(number)), timeout=timeout_s).close()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+        else:
+            return None
+    fix = f"start one (for example: Xvfb :{number} &) or run without --show"
+    return f"no X server answers on DISPLAY={display!r} ({where}: {reason.lower()}); {fix}"

@@ -27,7 +27,6 @@ what has arrived so far, so a body that arrives in pieces lost its tail.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -39,7 +38,7 @@ from engineio import packet
 from engineio.async_socket import AsyncSocket
 
 from .guards import RateLimitedWarning
-from .transport import MalformedPacket, payload_fault
+from .transport import MalformedPacket, is_coroutine_handler, payload_fault
 
 log = logging.getLogger(__name__)
 PING_TIMER = "_ping_timer"  # attribute on the socket holding its TimerHandle
@@ -101,7 +100,6 @@ class LeanEngineServer(engineio.AsyncServer):
         self.warnings = RateLimitedWarning(log)
         self._closing: set[asyncio.Task[Any]] = set()
         self._polling: set[str] = set()  # sids with a long-poll GET under way
-        self._coroutine_handlers: dict[str, tuple[Any, bool]] = {}  # event -> (handler, is one)
         stock = self._async["translate_request"]  # type: ignore[has-type]
 
         def translate_request(request: web.Request) -> dict[str, Any]:
@@ -127,7 +125,7 @@ class LeanEngineServer(engineio.AsyncServer):
             if socket is not None:
                 self.shed(socket, "ping timeout")
         handler = self.handlers.get(event)
-        if kwargs.get("run_async") or handler is None or not self._is_coroutine(event, handler):
+        if kwargs.get("run_async") or handler is None or not is_coroutine_handler(handler):
             return await super()._trigger_event(event, *args, **kwargs)
         try:
             return await handler(*args)
@@ -136,13 +134,6 @@ class LeanEngineServer(engineio.AsyncServer):
         except Exception:
             self.logger.exception(event + " async handler error")
             return False if event == "connect" else None
-
-    def _is_coroutine(self, event: str, handler: Any) -> bool:
-        known = self._coroutine_handlers.get(event)
-        if known is None or known[0] is not handler:
-            known = (handler, inspect.iscoroutinefunction(handler))
-            self._coroutine_handlers[event] = known
-        return known[1]
 
     def shed(self, socket: Any, reason: str) -> None:
         """Close ``socket`` at once, dropping its unsent backlog; tell ``on_shed`` why."""

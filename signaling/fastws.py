@@ -149,7 +149,6 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
     else:
         start_writer()
     message_now = server.message_now
-    on_message = server.handlers.get("message")
     sid = socket.sid
     handled = 0
     try:
@@ -161,15 +160,11 @@ async def serve_socket(socket: Any, ws: web.WebSocketResponse, server: Any) -> N
             kind = msg.type
             if kind is WSMsgType.TEXT:
                 data: str = msg.data
-                if data[:1] == "4":
-                    # both handle their own faults
-                    if message_now is not None:
-                        if (pending := message_now(sid, data[1:])) is not None:
-                            await pending
-                        continue
-                    if on_message is not None:
-                        await on_message(sid, data[1:])
-                        continue
+                if data[:1] == "4" and message_now is not None:
+                    # it handles its own faults; without it, stock receive below dispatches
+                    if (pending := message_now(sid, data[1:])) is not None:
+                        await pending
+                    continue
                 # checked here: python-engineio's own error for an unknown type is empty
                 if (fault := client_packet_fault(data)) is not None:
                     server.malformed(sid, MalformedPacket(fault))

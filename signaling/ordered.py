@@ -19,7 +19,6 @@ client that never reads cannot grow the hub's memory.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,6 +37,7 @@ from .transport import (
     OneSidEmit,
     allow_packets_per_poll,
     check_handler,
+    is_coroutine_handler,
 )
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,6 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         # the connected sockets on "/", both ways: every request and send looks one up
         self._open: dict[str, Any] = {}  # Socket.IO sid -> its Engine.IO socket
         self._sid_of: dict[str, str] = {}  # Engine.IO sid -> Socket.IO sid
-        self._coroutine_handlers: dict[Any, bool] = {}  # handler -> is a coroutine function
         self._dumps = self.packet_class.json.dumps
         self._loads = self.packet_class.json.loads
         if self.eio.async_mode == "aiohttp":
@@ -241,15 +240,9 @@ class OrderedServer(OneSidEmit, socketio.AsyncServer):
         """
         if namespace == NAMESPACE and event in ("connect", "disconnect"):
             handler = self.handlers.get(NAMESPACE, {}).get(event)
-            if handler is not None and not self._is_coroutine(handler):
+            if handler is not None and not is_coroutine_handler(handler):
                 return handler(*args)
         return await super()._trigger_event(event, namespace, *args)
-
-    def _is_coroutine(self, handler: Any) -> bool:
-        known = self._coroutine_handlers.get(handler)
-        if known is None:
-            known = self._coroutine_handlers[handler] = inspect.iscoroutinefunction(handler)
-        return known
 
     async def _handle_disconnect(
         self, eio_sid: str, namespace: str | None, reason: Any = None

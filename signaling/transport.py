@@ -9,7 +9,9 @@ that before the first client does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.metadata
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -193,6 +195,16 @@ class OneSidEmit:
         """
         server = type(self).__name__
         self.send_now(emit_target(server, to, room, skip_sid, namespace, callback), event, data)
+
+
+@functools.lru_cache(maxsize=64)
+def is_coroutine_handler(handler: Any) -> bool:
+    """``inspect.iscoroutinefunction(handler)``, remembered per handler.
+
+    Both servers' connect and disconnect handlers are checked on every connection
+    (twice per call); the answer never changes for a registered handler.
+    """
+    return inspect.iscoroutinefunction(handler)
 
 
 class Deferred:

@@ -207,9 +207,14 @@ async def test_exit_2_show_without_display(wayland: str) -> None:
     )
 
 
+def _silent_display() -> int:
+    """A display number no X server answers on here (the tests' Xvfb use lower ones)."""
+    return next(n for n in range(170, 200) if x_server_fault(f":{n}") is not None)
+
+
 async def test_exit_2_show_with_a_display_no_x_server_answers(tmp_path: Path) -> None:
     """A DISPLAY left over from a stopped Xvfb: OpenCV's Qt would abort after the offer."""
-    display = next(f":{n}" for n in range(170, 200) if x_server_fault(f":{n}") is not None)
+    display = f":{_silent_display()}"
     done = await run_cli(
         "--server", "http://127.0.0.1:9", "--room", "r", "--role", "caller", "--show",
         env={"DISPLAY": display},
@@ -225,7 +230,7 @@ async def test_exit_2_show_with_a_display_no_x_server_answers(tmp_path: Path) ->
 
 async def test_run_peer_with_show_checks_the_x_server_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """Through the API (no CLI), the same refusal, before anything connects."""
-    display = next(f":{n}" for n in range(170, 200) if x_server_fault(f":{n}") is not None)
+    display = f":{_silent_display()}"
     monkeypatch.setenv("DISPLAY", display)
     argv = ["--server", "http://127.0.0.1:9", "--room", "r", "--role", "caller"]
     cfg = dataclasses.replace(config_from_args(argv, environ={}), show=True)
@@ -234,7 +239,7 @@ async def test_run_peer_with_show_checks_the_x_server_too(monkeypatch: pytest.Mo
 
 
 def test_x_server_fault_tells_a_listening_display_from_a_silent_one() -> None:
-    free = next(n for n in range(170, 200) if x_server_fault(f":{n}") is not None)
+    free = _silent_display()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(f"\0/tmp/.X11-unix/X{free}")  # abstract: nothing left on disk
         server.listen()
